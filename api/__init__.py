@@ -1,0 +1,1 @@
+"""The HTTP face of Blockwatch (Flask + flask-restx). Arrives with the HTTP API issue."""
