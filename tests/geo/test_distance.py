@@ -1,0 +1,95 @@
+"""geo.distance against geopy, the reference for every distance."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import shapely
+from geopy.distance import geodesic
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from reference import distance_to_geometry_m, geopy_m, tolerance_m
+from strategies import places, points_near, polygonal
+
+from geo import distance_m, distance_to_m, distances_to_geometries_m
+from geo.distance import check_point, search_boxes_deg
+
+
+@settings(max_examples=300, deadline=None)
+@given(places(max_abs_lat=89.0), st.floats(0.0, 50_000.0), st.floats(0.0, 360.0))
+def test_point_to_point_matches_geopy_within_a_millimetre(place, distance, bearing):
+    lon, lat = place
+    far = geodesic(meters=distance).destination((lat, lon), bearing)
+    ours = distance_m(lon, lat, far.longitude, far.latitude)
+    assert ours == pytest.approx(geopy_m(lon, lat, far.longitude, far.latitude), abs=1e-3)
+
+
+def test_point_to_point_takes_arrays_like_scalars():
+    lons = np.array([-122.3, -122.4])
+    got = distance_m(lons, 47.6, -122.3, 47.7)
+    assert got.shape == (2,)
+    assert got[0] == pytest.approx(distance_m(-122.3, 47.6, -122.3, 47.7))
+    assert isinstance(distance_m(0.0, 0.0, 0.0, 1.0), float)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_point_to_polygon_matches_geopy(data):
+    lon, lat = data.draw(places())
+    geometry = data.draw(polygonal(lon, lat))
+    q_lon, q_lat = data.draw(points_near(lon, lat, spread_m=50_000.0))
+    expected = distance_to_geometry_m(q_lon, q_lat, geometry)
+    assert distance_to_m(q_lon, q_lat, geometry) == pytest.approx(
+        expected, abs=tolerance_m(expected)
+    )
+
+
+def test_zero_inside_on_the_edge_and_in_a_hole_not_zero():
+    shell = [(-122.34, 47.60), (-122.33, 47.60), (-122.33, 47.61), (-122.34, 47.61)]
+    hole = [(-122.337, 47.603), (-122.333, 47.603), (-122.333, 47.607), (-122.337, 47.607)]
+    polygon = shapely.Polygon(shell, [hole])
+    assert distance_to_m(-122.339, 47.605, polygon) == 0.0
+    assert distance_to_m(-122.33, 47.605, polygon) == 0.0  # on the edge
+    in_hole = distance_to_m(-122.335, 47.605, polygon)
+    assert in_hole == pytest.approx(distance_to_geometry_m(-122.335, 47.605, polygon), abs=1.0)
+    assert in_hole > 100
+
+
+def test_distance_to_a_point_geometry_and_the_array_twin():
+    point = shapely.Point(-122.3, 47.7)
+    assert distance_to_m(-122.3, 47.6, point) == pytest.approx(geopy_m(-122.3, 47.6, -122.3, 47.7))
+    block = shapely.box(-122.31, 47.59, -122.29, 47.61)
+    both = distances_to_geometries_m(-122.3, 47.6, [point, block])
+    assert both[1] == 0.0 and both[0] > 11_000
+    assert distances_to_geometries_m(0.0, 0.0, []).shape == (0,)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.floats(-180.0, 180.0), st.floats(-90.0, 90.0),
+    st.floats(0.0, 3_000_000.0), st.floats(0.0, 360.0),
+)
+def test_search_boxes_hold_every_point_within_the_radius(lon, lat, radius_m, bearing):
+    # geopy places the point; every point at the radius in any direction lies in some box.
+    edge = geodesic(meters=radius_m).destination((lat, lon), bearing)
+    boxes = search_boxes_deg(lon, lat, radius_m)
+    assert any(
+        w <= edge.longitude <= e and s <= edge.latitude <= n for w, s, e, n in boxes
+    ), (boxes, edge)
+
+
+def test_search_box_widens_longitude_by_latitude():
+    [(west, south, east, north)] = search_boxes_deg(-122.33, 47.61, 1_000.0)
+    assert (east - west) / (north - south) == pytest.approx(1 / math.cos(math.radians(47.62)), 0.01)
+
+
+@pytest.mark.parametrize(
+    ("lon", "lat", "name"),
+    [(math.nan, 0.0, "lon"), (181.0, 0.0, "lon"), (0.0, -90.5, "lat"), (0.0, math.inf, "lat"),
+     ("1", 0.0, "lon")],
+)
+def test_check_point_names_the_bad_coordinate(lon, lat, name):
+    with pytest.raises(ValueError, match=name):
+        check_point(lon, lat)
