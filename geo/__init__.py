@@ -14,7 +14,7 @@ application built on it.
 """
 
 from geo import cap
-from geo.distance import distance_m, distance_to_m, distances_to_geometries_m
+from geo.distance import distance_m, distance_to_m, distances_to_geometries_m, snap_to_grid_m
 from geo.errors import GeometryError, Problem
 from geo.geojson import Feature, read_geojson, to_geojson
 from geo.index import PointIndex, PolygonIndex
@@ -35,6 +35,7 @@ __all__ = [
     "read_geojson",
     "repair",
     "simplify_m",
+    "snap_to_grid_m",
     "to_geojson",
     "validate",
 ]

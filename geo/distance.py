@@ -29,6 +29,7 @@ _E2 = WGS84.es
 #: distance by it gives the largest angle that distance can span, which keeps degree boxes safe.
 MIN_RADIUS_M = _A_M * (1 - _E2)
 EARTH_HALF_CIRCUMFERENCE_M = 20_003_931.46  # pole to pole along a meridian, the longest geodesic
+_MEAN_M_PER_DEG_LAT = 111_132.954
 
 
 def distance_m(lon1, lat1, lon2, lat2):
@@ -163,3 +164,25 @@ def check_point(lon: float, lat: float) -> None:
         if not (isinstance(value, int | float | np.floating | np.integer)
                 and math.isfinite(value) and -limit <= value <= limit):
             raise ValueError(f"{name} must be a number within ±{limit:g}, got {value!r}")
+
+
+def snap_to_grid_m(lon: float, lat: float, cell_m: float) -> tuple[float, float]:
+    """The centre of the grid cell of about ``cell_m`` metres that holds the point.
+
+    Latitude is cut into bands ``cell_m`` tall; each band into cells ``cell_m`` wide at the band's
+    centre latitude. The same point always lands on the same centre, so asking again (or from
+    elsewhere) reveals nothing more; the centre lies at most about ``0.71 * cell_m`` from the
+    point.
+
+    >>> snap_to_grid_m(-122.33412, 47.60621, 150.0)
+    (-122.333743, 47.605816)
+    """
+    # One fixed band height everywhere, so the grid never depends on the point asked about.
+    lat_step = cell_m / _MEAN_M_PER_DEG_LAT
+    snapped_lat = (math.floor(lat / lat_step) + 0.5) * lat_step
+    snapped_lat = max(-90.0, min(90.0, snapped_lat))
+    m_per_deg_lon, _ = metres_per_degree(snapped_lat)
+    lon_step = cell_m / max(m_per_deg_lon, 1e-9)
+    snapped_lon = (math.floor(lon / lon_step) + 0.5) * lon_step
+    snapped_lon = (snapped_lon + 180.0) % 360.0 - 180.0
+    return round(snapped_lon, 6), round(snapped_lat, 6)

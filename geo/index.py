@@ -284,6 +284,32 @@ class PolygonIndex(_LayeredTree):
                 answer.sort()
         return answers
 
+    def intersecting(
+        self, *, min_lon: float, min_lat: float, max_lon: float, max_lat: float
+    ) -> list[Hashable]:
+        """Keys of the polygons that intersect the box (touching counts), sorted.
+
+        A box whose ``min_lon`` is greater than its ``max_lon`` crosses the antimeridian.
+
+        >>> from shapely import box
+        >>> index = PolygonIndex([("a", box(0, 0, 1, 1)), ("b", box(5, 5, 6, 6))])
+        >>> index.intersecting(min_lon=0.5, min_lat=0.5, max_lon=2, max_lat=2)
+        ['a']
+        """
+        check_point(min_lon, min_lat)
+        check_point(max_lon, max_lat)
+        if min_lat > max_lat:
+            raise ValueError("min_lat must not be greater than max_lat")
+        boxes = (
+            [(min_lon, min_lat, max_lon, max_lat)] if min_lon <= max_lon
+            else [(min_lon, min_lat, 180.0, max_lat), (-180.0, min_lat, max_lon, max_lat)]
+        )
+        with self._lock:
+            slots = np.unique(np.concatenate([
+                self._query(shapely.box(*box), predicate="intersects") for box in boxes
+            ]))
+            return sorted(self._keys[slot] for slot in slots.tolist())
+
     def _distances_m(self, lon: float, lat: float, slots: np.ndarray) -> np.ndarray:
         return distances_to_geometries_m(lon, lat, self._geoms[slots])
 

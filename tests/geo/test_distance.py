@@ -14,7 +14,7 @@ from reference import distance_to_geometry_m, geopy_m, tolerance_m
 from strategies import places, points_near, polygonal
 
 from geo import distance_m, distance_to_m, distances_to_geometries_m
-from geo.distance import check_point, search_boxes_deg
+from geo.distance import check_point, search_boxes_deg, snap_to_grid_m
 
 
 @settings(max_examples=300, deadline=None)
@@ -93,3 +93,17 @@ def test_search_box_widens_longitude_by_latitude():
 def test_check_point_names_the_bad_coordinate(lon, lat, name):
     with pytest.raises(ValueError, match=name):
         check_point(lon, lat)
+
+
+@settings(max_examples=300, deadline=None)
+@given(places(max_abs_lat=85.0), st.floats(50.0, 500.0))
+def test_snap_to_grid_moves_a_point_at_most_a_cell_diagonal_and_is_stable(place, cell_m):
+    lon, lat = place
+    snapped = snap_to_grid_m(lon, lat, cell_m)
+    assert geopy_m(lon, lat, *snapped) <= 0.72 * cell_m
+    assert snap_to_grid_m(*snapped, cell_m) == snapped  # a centre snaps to itself
+
+
+def test_snapped_points_nearby_share_a_centre():
+    cells = {snap_to_grid_m(-122.3340 + i * 1e-5, 47.6060 + i * 1e-5, 150.0) for i in range(5)}
+    assert len(cells) == 1

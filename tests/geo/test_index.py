@@ -223,3 +223,24 @@ def test_wrong_geometry_type_is_refused():
         PolygonIndex().add("a", shapely.Point(0, 0))
     with pytest.raises(TypeError):
         PointIndex().add("a", shapely.box(0, 0, 1, 1))
+
+
+@settings(max_examples=40, deadline=None)
+@given(scenes(), st.floats(0.0, 0.2), st.floats(0.0, 0.2))
+def test_intersecting_a_box_equals_brute_force(scene, width_deg, height_deg):
+    polygons, queries, removed = scene
+    index, live = build(polygons, removed, 1000)
+    lon, lat = queries[0]
+    box = (lon, lat, lon + width_deg, min(lat + height_deg, 90.0))
+    expected = sorted(k for k, g in live.items() if g.intersects(shapely.box(*box)))
+    got = index.intersecting(min_lon=box[0], min_lat=box[1], max_lon=box[2], max_lat=box[3])
+    assert got == expected
+
+
+def test_intersecting_a_box_across_the_antimeridian():
+    index = PolygonIndex([("east", shapely.box(179.5, 0, 179.9, 1)),
+                          ("west", shapely.box(-179.9, 0, -179.5, 1)),
+                          ("far", shapely.box(0, 0, 1, 1))])
+    assert index.intersecting(min_lon=179.0, min_lat=0, max_lon=-179.0, max_lat=1) == [
+        "east", "west"
+    ]
