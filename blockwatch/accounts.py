@@ -1,0 +1,133 @@
+"""Accounts, memberships and bearer tokens: who an actor is and what roles they hold.
+
+Tokens are 32 random bytes (``secrets``), shown once and stored only as their SHA-256, with an
+optional expiry and revocation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select, update
+
+from blockwatch.db import Database
+from blockwatch.domain import ROLES, Actor, NotAuthenticated, NotFound, ValidationError
+from blockwatch.models import Account, Group, Membership, Token
+
+TOKEN_PREFIX = "bw_"
+
+
+def _sha256(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def ensure_account(db: Database, display_name: str, *, is_admin: bool = False) -> str:
+    """The id of the account with this display name, created if there is none.
+
+    ``is_admin`` only ever grants admin; it never takes it away from an existing account.
+    """
+    display_name = display_name.strip()
+    if not display_name or len(display_name) > 120:
+        raise ValidationError.field("name", "must be 1 to 120 characters")
+    with db.write() as session:
+        account = session.scalar(select(Account).where(Account.display_name == display_name))
+        if account is None:
+            account = Account(
+                id=str(uuid.uuid4()), display_name=display_name, is_admin=is_admin,
+                created_at=datetime.now(UTC),
+            )
+            session.add(account)
+        elif is_admin and not account.is_admin:
+            account.is_admin = True
+        return account.id
+
+
+def set_membership(db: Database, account_id: str, group_id: str, role: str) -> None:
+    """Make the account a ``member`` or ``coordinator`` of the group (replacing its role)."""
+    if role not in ROLES:
+        raise ValidationError.field("role", f"must be one of {', '.join(ROLES)}")
+    with db.write() as session:
+        if session.get(Group, group_id) is None:
+            raise NotFound(f"no group {group_id}")
+        membership = session.get(Membership, (account_id, group_id))
+        if membership is None:
+            session.add(Membership(
+                account_id=account_id, group_id=group_id, role=role,
+                created_at=datetime.now(UTC),
+            ))
+        else:
+            membership.role = role
+
+
+def issue_token(db: Database, account_id: str, *, expires_in: timedelta | None = None) -> str:
+    """A new bearer token for the account; the only time it is ever shown."""
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    now = datetime.now(UTC)
+    with db.write() as session:
+        if session.get(Account, account_id) is None:
+            raise NotFound(f"no account {account_id}")
+        session.add(Token(
+            id=str(uuid.uuid4()), account_id=account_id, token_sha256=_sha256(token),
+            created_at=now, expires_at=now + expires_in if expires_in else None,
+        ))
+    return token
+
+
+def create_token(
+    db: Database,
+    name: str,
+    role: str,
+    group_id: str | None = None,
+    *,
+    expires_in: timedelta | None = None,
+) -> str:
+    """Create (or reuse by name) an account with ``role`` and return a new token for it.
+
+    ``role`` is ``admin``, or ``coordinator`` / ``member`` of ``group_id``.
+    """
+    if role not in ("admin", *ROLES):
+        raise ValidationError.field("role", "must be admin, coordinator or member")
+    if role != "admin" and not group_id:
+        raise ValidationError.field("group", f"a {role} needs the group they belong to")
+    account_id = ensure_account(db, name, is_admin=role == "admin")
+    if role != "admin":
+        set_membership(db, account_id, group_id, role)
+    return issue_token(db, account_id, expires_in=expires_in)
+
+
+def authenticate(db: Database, token: str | None) -> Actor:
+    """The actor a bearer token stands for; the anonymous public when there is no token.
+
+    A token that is unknown, expired or revoked raises :class:`NotAuthenticated`.
+    """
+    if not token:
+        return Actor.anonymous()
+    with db.read() as session:
+        row = session.execute(
+            select(Token, Account).join(Account).where(Token.token_sha256 == _sha256(token))
+        ).first()
+        now = datetime.now(UTC)
+        if row is None or row.Token.revoked_at is not None or (
+            row.Token.expires_at is not None and row.Token.expires_at <= now
+        ):
+            raise NotAuthenticated("the token is unknown, expired or revoked")
+        account = row.Account
+        roles = dict(session.execute(
+            select(Membership.group_id, Membership.role)
+            .where(Membership.account_id == account.id)
+        ).all())
+        return Actor(account.id, account.display_name, account.is_admin, roles)
+
+
+def revoke_token(db: Database, token: str) -> bool:
+    """Revoke a token; False when it was not known or already revoked."""
+    with db.write() as session:
+        result = session.execute(
+            update(Token)
+            .where(Token.token_sha256 == _sha256(token), Token.revoked_at.is_(None))
+            .values(revoked_at=datetime.now(UTC))
+        )
+        return result.rowcount == 1

@@ -1,0 +1,325 @@
+"""Alert services: post (idempotent on a client id), cancel, expire, and read near a point or
+by group, with what each reader may see of the location.
+
+Members and coordinators of an alert's group, and admins, see its exact point. Everyone else
+sees it snapped to a grid of about 150 m, and everything they get is derived from that snapped
+point: ``distance_m`` and whether the alert falls inside the radius at all. A distance from the
+exact point would give the point away to anyone who asked from three places.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import uuid
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+import geo
+from blockwatch import changelog
+from blockwatch.checks import check_limit, check_point, check_radius, check_uuid
+from blockwatch.db import Database
+from blockwatch.domain import (
+    CATEGORIES,
+    CERTAINTIES,
+    PUBLIC_LOCATION_CELL_M,
+    SEVERITIES,
+    URGENCIES,
+    Actor,
+    Alert,
+    AlertDraft,
+    Author,
+    Conflict,
+    Forbidden,
+    NotAuthenticated,
+    NotFound,
+    Page,
+    ValidationError,
+)
+from blockwatch.models import Account, Group
+from blockwatch.models import Alert as AlertRow
+from blockwatch.paging import decode_next, encode_next
+
+DEFAULT_LIFETIME = timedelta(hours=24)
+MAX_LIFETIME = timedelta(days=30)
+#: The farthest a snapped public location lies from the exact point (half a cell's diagonal).
+_SNAP_SLACK_M = PUBLIC_LOCATION_CELL_M * 0.75
+
+
+def post_alert(
+    db: Database, actor: Actor, group_id: str, draft: AlertDraft, now: datetime | None = None
+) -> tuple[Alert, bool]:
+    """Post an alert in a group the actor coordinates; idempotent on ``draft.id``.
+
+    Returns the alert and whether it was created now. The same id with the same draft gives back
+    the stored alert (created False); the same id with another draft is a :class:`Conflict`.
+    """
+    if not actor.is_authenticated:
+        raise NotAuthenticated("posting an alert needs a token")
+    now = now or datetime.now(UTC)
+    _check_draft(draft, now)
+    alert_id = check_uuid(draft.id) if draft.id else str(uuid.uuid4())
+    fingerprint = _fingerprint(group_id, draft)
+    try:
+        with db.write() as session:
+            existing = session.get(AlertRow, alert_id)
+            if existing is not None:
+                return _repeat(session, actor, existing, group_id, fingerprint), False
+            if session.get(Group, group_id) is None:
+                raise NotFound(f"no group {group_id}")
+            if not actor.coordinates(group_id):
+                raise Forbidden("only the group's coordinators and admins may post alerts in it")
+            lon, lat = draft.location if draft.location is not None else (None, None)
+            row = AlertRow(
+                id=alert_id, group_id=group_id, category=draft.category,
+                severity=draft.severity, urgency=draft.urgency, certainty=draft.certainty,
+                title=draft.title.strip(), body=draft.body, lon=lon, lat=lat,
+                sent_at=now, expires_at=draft.expires_at or now + DEFAULT_LIFETIME,
+                status="active", author_id=actor.account_id, draft_sha256=fingerprint,
+                updated_at=now,
+            )
+            changelog.stamp(session, row)
+            session.add(row)
+            session.flush()
+            return _view(session, actor, row, now), True
+    except IntegrityError:
+        # Two posts with the same client id raced; the other one won: answer as a repeat.
+        with db.read() as session:
+            existing = session.get(AlertRow, alert_id)
+            if existing is None:
+                raise
+            return _repeat(session, actor, existing, group_id, fingerprint), False
+
+
+def cancel_alert(db: Database, actor: Actor, alert_id: str, now: datetime | None = None) -> Alert:
+    """Cancel an alert (its group's coordinators and admins); cancelling twice is harmless."""
+    if not actor.is_authenticated:
+        raise NotAuthenticated("cancelling an alert needs a token")
+    now = now or datetime.now(UTC)
+    with db.write() as session:
+        row = session.get(AlertRow, check_uuid(alert_id), with_for_update=True)
+        if row is None:
+            raise NotFound(f"no alert {alert_id}")
+        if not actor.coordinates(row.group_id):
+            raise Forbidden("only the group's coordinators and admins may cancel its alerts")
+        if row.status != "cancelled":
+            row.status = "cancelled"
+            row.updated_at = now
+            changelog.stamp(session, row)
+            session.flush()
+        return _view(session, actor, row, now)
+
+
+def expire_alerts(db: Database, now: datetime | None = None) -> int:
+    """Mark active alerts past ``expires_at`` as expired, in the change log, so replicas learn
+    it; returns how many. Reads treat them as expired whether or not this has run."""
+    now = now or datetime.now(UTC)
+    with db.write() as session:
+        rows = session.scalars(
+            select(AlertRow).where(AlertRow.status == "active", AlertRow.expires_at <= now)
+            .order_by(AlertRow.id)
+        ).all()
+        for row in rows:
+            row.status, row.updated_at = "expired", now
+        if rows:
+            changelog.stamp(session, *rows)
+        return len(rows)
+
+
+def get_alert(db: Database, actor: Actor, alert_id: str, now: datetime | None = None) -> Alert:
+    """One alert as this actor may see it."""
+    with db.read() as session:
+        row = session.get(AlertRow, check_uuid(alert_id))
+        if row is None:
+            raise NotFound(f"no alert {alert_id}")
+        return _view(session, actor, row, now or datetime.now(UTC))
+
+
+def alerts_near(
+    db: Database,
+    actor: Actor,
+    lon: float,
+    lat: float,
+    radius_m: float = 2000.0,
+    category: str | None = None,
+    since: datetime | None = None,
+    limit: int = 20,
+    next: str | None = None,
+    now: datetime | None = None,
+) -> Page:
+    """Active alerts within ``radius_m`` of the point as this actor sees them, newest first,
+    each with ``distance_m`` from the location the actor is shown."""
+    check_point(lon, lat)
+    check_radius(radius_m)
+    check_limit(limit, 100)
+    if category is not None and category not in CATEGORIES:
+        raise ValidationError.field("category", f"must be one of {', '.join(CATEGORIES)}")
+    after = decode_next(next, 2)
+    now = now or datetime.now(UTC)
+    candidates = [
+        key for key, _ in db.spatial.alerts.within(
+            lon=lon, lat=lat, radius_m=radius_m + _SNAP_SLACK_M
+        )
+    ]
+    hits = []
+    with db.read() as session:
+        rows = _rows(session, candidates)
+        for row in rows:
+            if row.status != "active" or row.expires_at <= now:
+                continue
+            if category is not None and row.category != category:
+                continue
+            if since is not None and row.sent_at < since:
+                continue
+            alert = _view(session, actor, row, now)
+            distance = geo.distance_m(lon, lat, *alert.location)
+            if distance <= radius_m:
+                hits.append(replace(alert, distance_m=distance))
+    hits.sort(key=_newest_first)
+    if after is not None:
+        hits = [a for a in hits if _newest_first(a) > (-_epoch(after[0]), after[1])]
+    page, more = hits[:limit], len(hits) > limit
+    token = encode_next([page[-1].sent_at.isoformat(), page[-1].id]) if more and page else None
+    return Page(page, token)
+
+
+def alerts_of_group(
+    db: Database,
+    actor: Actor,
+    group_id: str,
+    status: str = "active",
+    limit: int = 20,
+    next: str | None = None,
+    now: datetime | None = None,
+) -> Page:
+    """A group's alerts, newest first: ``status`` ``active`` (the default) or ``all``."""
+    if status not in ("active", "all"):
+        raise ValidationError.field("status", "must be active or all")
+    check_limit(limit, 100)
+    after = decode_next(next, 2)
+    now = now or datetime.now(UTC)
+    with db.read() as session:
+        if session.get(Group, group_id) is None:
+            raise NotFound(f"no group {group_id}")
+        query = select(AlertRow).where(AlertRow.group_id == group_id)
+        if status == "active":
+            query = query.where(AlertRow.status == "active", AlertRow.expires_at > now)
+        if after is not None:
+            sent_at = _parse_time(after[0])
+            query = query.where(
+                (AlertRow.sent_at < sent_at)
+                | ((AlertRow.sent_at == sent_at) & (AlertRow.id > after[1]))
+            )
+        rows = session.scalars(
+            query.order_by(AlertRow.sent_at.desc(), AlertRow.id).limit(limit + 1)
+        ).all()
+        items = [_view(session, actor, row, now) for row in rows[:limit]]
+    more = len(rows) > limit
+    token = encode_next([items[-1].sent_at.isoformat(), items[-1].id]) if more else None
+    return Page(items, token)
+
+
+# -- helpers ------------------------------------------------------------------------------
+def _check_draft(draft: AlertDraft, now: datetime) -> None:
+    errors: dict[str, list[str]] = {}
+
+    def fail(name: str, message: str) -> None:
+        errors.setdefault(name, []).append(message)
+
+    for name, allowed in (("category", CATEGORIES), ("severity", SEVERITIES),
+                          ("urgency", URGENCIES), ("certainty", CERTAINTIES)):
+        if getattr(draft, name) not in allowed:
+            fail(name, f"must be one of {', '.join(allowed)}")
+    if not isinstance(draft.title, str) or not draft.title.strip() or len(draft.title) > 120:
+        fail("title", "must be 1 to 120 characters")
+    if not isinstance(draft.body, str) or len(draft.body) > 4000:
+        fail("body", "must be at most 4000 characters")
+    if draft.location is not None:
+        lon, lat = draft.location
+        if not (isinstance(lon, int | float) and math.isfinite(lon) and abs(lon) <= 180
+                and isinstance(lat, int | float) and math.isfinite(lat) and abs(lat) <= 90):
+            fail("location", "must be a point with lat within ±90 and lon within ±180")
+    if draft.expires_at is not None:
+        if draft.expires_at.tzinfo is None:
+            fail("expires_at", "must carry a time zone")
+        elif draft.expires_at <= now:
+            fail("expires_at", "must be in the future")
+        elif draft.expires_at > now + MAX_LIFETIME:
+            fail("expires_at", "must be at most 30 days ahead")
+    if errors:
+        detail = "; ".join(f"{name}: {', '.join(msgs)}" for name, msgs in errors.items())
+        raise ValidationError(detail, errors)
+
+
+def _fingerprint(group_id: str, draft: AlertDraft) -> str:
+    """What makes two posts "the same request": the group and every field the client sent."""
+    canonical = {
+        "group_id": group_id, "category": draft.category, "severity": draft.severity,
+        "urgency": draft.urgency, "certainty": draft.certainty, "title": draft.title.strip(),
+        "body": draft.body,
+        "location": list(draft.location) if draft.location is not None else None,
+        "expires_at": draft.expires_at.astimezone(UTC).isoformat() if draft.expires_at else None,
+    }
+    raw = json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(raw).hexdigest()
+
+
+def _repeat(
+    session: Session, actor: Actor, row: AlertRow, group_id: str, fingerprint: str
+) -> Alert:
+    if row.group_id != group_id or row.draft_sha256 != fingerprint:
+        raise Conflict(f"alert {row.id} exists with different content")
+    if not actor.coordinates(row.group_id):
+        raise Forbidden("only the group's coordinators and admins may post alerts in it")
+    return _view(session, actor, row, datetime.now(UTC))
+
+
+def _rows(session: Session, ids: list[str]) -> list[AlertRow]:
+    if not ids:
+        return []
+    return list(session.scalars(select(AlertRow).where(AlertRow.id.in_(ids))).all())
+
+
+def _view(session: Session, actor: Actor, row: AlertRow, now: datetime) -> Alert:
+    exact = actor.belongs_to(row.group_id)
+    location = None
+    if row.lon is not None:
+        location = (row.lon, row.lat) if exact else geo.snap_to_grid_m(
+            row.lon, row.lat, PUBLIC_LOCATION_CELL_M
+        )
+    author_name = ""
+    if row.author_id is not None:
+        author_name = session.scalar(
+            select(Account.display_name).where(Account.id == row.author_id)
+        ) or ""
+    status = "expired" if row.status == "active" and row.expires_at <= now else row.status
+    return Alert(
+        id=row.id, group_id=row.group_id, category=row.category, severity=row.severity,
+        urgency=row.urgency, certainty=row.certainty, title=row.title, body=row.body,
+        location=location, location_exact=exact or location is None, sent_at=row.sent_at,
+        expires_at=row.expires_at, status=status, author=Author(row.author_id, author_name),
+        version=row.seq,
+    )
+
+
+def _epoch(value: str) -> float:
+    return _parse_time(value).timestamp()
+
+
+def _parse_time(value: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except (TypeError, ValueError) as error:
+        raise ValidationError.field("next", "is not a token this server gave out") from error
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _newest_first(alert: Alert) -> tuple[float, str]:
+    return (-alert.sent_at.timestamp(), alert.id)
+
+

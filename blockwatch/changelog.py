@@ -1,0 +1,149 @@
+"""The change log: one database-wide counter, stamped on every synced row and tombstone.
+
+Every write to a group, alert or tip takes the next ``seq`` from the single ``sync_state`` row
+inside the writing transaction (``UPDATE ... SET seq = seq + n RETURNING seq``). On PostgreSQL
+that row's lock makes writers queue from the moment they stamp until they commit; on SQLite
+``BEGIN IMMEDIATE`` already lets one writer in at a time. Either way numbers become visible in
+commit order, so a reader that has seen ``seq`` 11 will never later find a 10 it missed.
+
+``changes_since`` is the one way to read the log; deletes appear as tombstones until
+``purge_tombstones`` moves the horizon past them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import delete, literal, select, union_all, update
+from sqlalchemy.orm import Session
+
+from blockwatch.models import Alert, Group, SafetyTip, SyncState, Tombstone
+
+ENTITIES = ("group", "alert", "tip")
+
+
+@dataclass(frozen=True)
+class Change:
+    """One entry of the log: an entity's newest ``seq``, and whether it is a deletion.
+
+    ``group_id`` is the group an alert belongs to (the group itself for a group, None for a tip).
+    """
+
+    entity: str
+    id: str
+    seq: int
+    deleted: bool
+    group_id: str | None
+
+
+def allocate(session: Session, count: int = 1) -> list[int]:
+    """Take the next ``count`` numbers of the counter, in this transaction."""
+    last = session.execute(
+        update(SyncState).where(SyncState.id == 1).values(seq=SyncState.seq + count)
+        .returning(SyncState.seq)
+    ).scalar_one()
+    return list(range(last - count + 1, last + 1))
+
+
+def stamp(session: Session, *rows: Group | Alert | SafetyTip) -> None:
+    """Give each row the next ``seq``: call it in the transaction that changes the rows."""
+    for row, seq in zip(rows, allocate(session, len(rows)), strict=True):
+        row.seq = seq
+
+
+def tombstone(session: Session, entity: str, entity_id: str, group_id: str | None = None) -> int:
+    """Record the deletion of an entity (replacing an older tombstone of it); returns its seq."""
+    [seq] = allocate(session)
+    existing = session.get(Tombstone, (entity, entity_id))
+    if existing is None:
+        session.add(Tombstone(
+            entity=entity, entity_id=entity_id, group_id=group_id, seq=seq,
+            deleted_at=datetime.now(UTC),
+        ))
+    else:
+        existing.seq, existing.deleted_at = seq, datetime.now(UTC)
+    return seq
+
+
+def forget_tombstone(session: Session, entity: str, entity_id: str) -> None:
+    """An entity created again under a deleted id is alive: its old tombstone goes."""
+    session.execute(
+        delete(Tombstone).where(Tombstone.entity == entity, Tombstone.entity_id == entity_id)
+    )
+
+
+def current_seq(session: Session) -> int:
+    """The newest committed ``seq`` (everything up to it is visible)."""
+    return session.execute(select(SyncState.seq).where(SyncState.id == 1)).scalar_one()
+
+
+def sync_state(session: Session) -> SyncState:
+    """The counter row: newest seq, this database's server id, the purge horizon."""
+    return session.execute(select(SyncState).where(SyncState.id == 1)).scalar_one()
+
+
+def changes_since(
+    session: Session,
+    seq: int,
+    *,
+    through_seq: int | None = None,
+    limit: int | None = None,
+    entities: tuple[str, ...] = ENTITIES,
+) -> list[Change]:
+    """Changes with ``seq`` in ``(seq, through_seq]``, oldest first, at most ``limit``.
+
+    Each entity appears once, at its newest ``seq``: a row edited twice since ``seq`` shows only
+    its latest state, a deleted one only its tombstone.
+    """
+    parts = []
+
+    def bounded(column):
+        condition = column > seq
+        if through_seq is not None:
+            condition = condition & (column <= through_seq)
+        return condition
+
+    if "group" in entities:
+        parts.append(select(
+            literal("group").label("entity"), Group.id.label("id"), Group.seq.label("seq"),
+            literal(False).label("deleted"), Group.id.label("group_id"),
+        ).where(bounded(Group.seq)))
+    if "alert" in entities:
+        parts.append(select(
+            literal("alert"), Alert.id, Alert.seq, literal(False), Alert.group_id,
+        ).where(bounded(Alert.seq)))
+    if "tip" in entities:
+        parts.append(select(
+            literal("tip"), SafetyTip.id, SafetyTip.seq, literal(False),
+            literal(None).cast(Group.id.type),
+        ).where(bounded(SafetyTip.seq)))
+    parts.append(select(
+        Tombstone.entity, Tombstone.entity_id, Tombstone.seq, literal(True), Tombstone.group_id,
+    ).where(bounded(Tombstone.seq) & Tombstone.entity.in_(entities)))
+    query = union_all(*parts).order_by("seq")
+    if limit is not None:
+        query = query.limit(limit)
+    return [
+        Change(entity, entity_id, int(row_seq), bool(deleted), group_id)
+        for entity, entity_id, row_seq, deleted, group_id in session.execute(query)
+    ]
+
+
+def purge_tombstones(session: Session, horizon: timedelta, now: datetime | None = None) -> int:
+    """Delete tombstones older than ``horizon`` and move the purge horizon past them.
+
+    Returns how many were purged. A sync cursor at or below the new horizon can no longer be
+    served incrementally: its client must reset.
+    """
+    cutoff = (now or datetime.now(UTC)) - horizon
+    newest_purged = session.execute(
+        select(Tombstone.seq).where(Tombstone.deleted_at < cutoff)
+        .order_by(Tombstone.seq.desc()).limit(1)
+    ).scalar()
+    if newest_purged is None:
+        return 0
+    purged = session.execute(delete(Tombstone).where(Tombstone.seq <= newest_purged)).rowcount
+    state = sync_state(session)
+    state.purged_through_seq = max(state.purged_through_seq, newest_purged)
+    return purged

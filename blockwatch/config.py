@@ -1,0 +1,34 @@
+"""Settings from the environment: every variable starts with ``BLOCKWATCH_``."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+DEFAULT_DATABASE_URL = "sqlite:///blockwatch.db"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What a Blockwatch process is configured with.
+
+    ``database_url``: ``BLOCKWATCH_DATABASE_URL``, a SQLAlchemy URL; ``postgresql://...`` is taken
+    to mean psycopg 3. ``tombstone_horizon_days``: ``BLOCKWATCH_TOMBSTONE_HORIZON_DAYS``, how long
+    deletes stay in the change log (at least 90 by the sync protocol).
+    ``index_staleness_s``: ``BLOCKWATCH_INDEX_STALENESS_S``, how old the in-memory spatial index
+    may be before a query first catches it up with the change log.
+    """
+
+    database_url: str = DEFAULT_DATABASE_URL
+    tombstone_horizon_days: int = 90
+    index_staleness_s: float = 0.25
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        """Settings from ``environ`` (default ``os.environ``), defaults for what is unset."""
+        env = os.environ if environ is None else environ
+        return cls(
+            database_url=env.get("BLOCKWATCH_DATABASE_URL", DEFAULT_DATABASE_URL),
+            tombstone_horizon_days=int(env.get("BLOCKWATCH_TOMBSTONE_HORIZON_DAYS", "90")),
+            index_staleness_s=float(env.get("BLOCKWATCH_INDEX_STALENESS_S", "0.25")),
+        )

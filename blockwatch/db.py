@@ -1,0 +1,131 @@
+"""The database: engines for SQLite or PostgreSQL, one transaction per unit of work, migrations.
+
+``Database.write()`` is the only way to change data: one transaction that commits when the block
+ends and rolls back entirely when it raises. On SQLite it starts with ``BEGIN IMMEDIATE`` (one
+writer at a time, so change-log numbers become visible in commit order, as SYNC.md requires); on
+PostgreSQL writers queue on the change counter's row lock instead (see
+:mod:`blockwatch.changelog`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from blockwatch.config import Settings
+from blockwatch.models import SyncState
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def normalise_url(url: str) -> str:
+    """``postgresql://`` means psycopg 3 here (SQLAlchemy would otherwise pick psycopg2).
+
+    >>> normalise_url("postgresql://postgres@127.0.0.1:5432/test")
+    'postgresql+psycopg://postgres@127.0.0.1:5432/test'
+    """
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def _sqlite_engine(url: str) -> Engine:
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record) -> None:
+        # Let SQLAlchemy's "begin" event issue BEGIN itself (pysqlite's own is deferred).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection) -> None:
+        mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
+        connection.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine
+
+
+class Database:
+    """A Blockwatch database, embedded SQLite by default or PostgreSQL by URL.
+
+    >>> db = Database("sqlite://")  # in memory, for a quick look
+    >>> db.migrate()
+    >>> from sqlalchemy import select
+    >>> with db.read() as session:
+    ...     session.scalar(select(SyncState.seq))
+    0
+    """
+
+    def __init__(self, url: str | None = None, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings.from_env()
+        self.url = normalise_url(url or self.settings.database_url)
+        if make_url(self.url).get_backend_name() == "sqlite":
+            self.engine = _sqlite_engine(self.url)
+            write_engine = self.engine.execution_options(sqlite_begin="IMMEDIATE")
+        else:
+            self.engine = create_engine(self.url, pool_pre_ping=True, pool_size=10)
+            write_engine = self.engine
+        self._reader = sessionmaker(self.engine, expire_on_commit=False)
+        self._writer = sessionmaker(write_engine, expire_on_commit=False)
+        self._spatial = None
+
+    @property
+    def dialect(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self.engine.dialect.name
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A session for reading; whatever it holds is discarded at the end."""
+        with self._reader() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """One transaction: committed when the block ends, rolled back whole if it raises."""
+        try:
+            with self._writer() as session, session.begin():
+                yield session
+        finally:
+            if self._spatial is not None:
+                self._spatial.mark_stale()
+
+    def migrate(self) -> None:
+        """Bring the schema up to the newest migration and make sure the change counter exists."""
+        from alembic import command
+        from alembic.config import Config
+
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        with self.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+        with self.write() as session:
+            if session.get(SyncState, 1) is None:
+                session.add(SyncState(id=1, seq=0, server_id=str(uuid.uuid4())))
+
+    @property
+    def spatial(self):
+        """The in-memory spatial indexes of this database, built on first use."""
+        if self._spatial is None:
+            from blockwatch.spatial import SpatialIndex
+
+            self._spatial = SpatialIndex(self)
+        return self._spatial
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()

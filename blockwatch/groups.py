@@ -1,0 +1,332 @@
+"""Group services: find groups near a point, at a point or in a box; read, create, edit, delete.
+
+Spatial questions go to the ``geo`` indexes (see :mod:`blockwatch.spatial`); rows come from the
+database in the same call. Only admins create or delete groups; a group's coordinators and admins
+edit it, guarded by the version they last saw.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+import shapely
+from shapely.geometry.base import BaseGeometry
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+import geo
+from blockwatch import changelog
+from blockwatch.checks import check_limit, check_point, check_radius, check_uuid
+from blockwatch.db import Database
+from blockwatch.domain import (
+    Actor,
+    Forbidden,
+    Group,
+    GroupDraft,
+    NotAuthenticated,
+    NotFound,
+    Page,
+    PreconditionFailed,
+    ValidationError,
+)
+from blockwatch.models import Alert, Membership
+from blockwatch.models import Group as GroupRow
+from blockwatch.paging import decode_next, encode_next
+
+EDITABLE_FIELDS = ("name", "description", "boundary", "languages", "meeting_info")
+_LANGUAGE_TAG = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$")
+
+
+# -- reading ------------------------------------------------------------------------------
+def find_groups_near(
+    db: Database, lon: float, lat: float, radius_m: float = 1000.0, limit: int = 20,
+    next: str | None = None,
+) -> Page:
+    """Groups whose boundary lies within ``radius_m`` of the point, each with ``distance_m``
+    (0 inside), sorted by distance then id."""
+    check_point(lon, lat)
+    check_radius(radius_m)
+    check_limit(limit, 100)
+    after = decode_next(next, 2)
+    hits = db.spatial.groups.within(lon=lon, lat=lat, radius_m=radius_m)
+    if after is not None:
+        hits = [(key, d) for key, d in hits if (d, key) > (after[0], after[1])]
+    page, more = hits[:limit], len(hits) > limit
+    distances = dict(page)
+    with db.read() as session:
+        groups = _load(session, [key for key, _ in page])
+    items = [_replace_distance(groups[key], distances[key]) for key, _ in page if key in groups]
+    token = encode_next([page[-1][1], page[-1][0]]) if more and page else None
+    return Page(items, token)
+
+
+def groups_at(db: Database, lon: float, lat: float) -> list[Group]:
+    """Groups whose boundary covers the point (edges count); groups may overlap."""
+    check_point(lon, lat)
+    keys = db.spatial.groups.covering(lon=lon, lat=lat)
+    with db.read() as session:
+        groups = _load(session, keys)
+    return [groups[key] for key in keys if key in groups]
+
+
+def groups_in_bbox(
+    db: Database,
+    bbox: tuple[float, float, float, float],
+    limit: int = 1000,
+    next: str | None = None,
+    simplify_m: float | None = None,
+) -> Page:
+    """Groups intersecting ``(min_lon, min_lat, max_lon, max_lat)``, by id, for maps; with
+    ``simplify_m`` their boundaries are simplified for drawing."""
+    min_lon, min_lat, max_lon, max_lat = _check_bbox(bbox)
+    check_limit(limit, 5000)
+    if simplify_m is not None and not (math.isfinite(simplify_m) and 0 <= simplify_m <= 1000):
+        raise ValidationError.field("simplify_m", "must be a number of metres from 0 to 1000")
+    after = decode_next(next, 1)
+    keys = db.spatial.groups.intersecting(
+        min_lon=min_lon, min_lat=min_lat, max_lon=max_lon, max_lat=max_lat
+    )
+    if after is not None:
+        keys = [key for key in keys if key > after[0]]
+    page, more = keys[:limit], len(keys) > limit
+    with db.read() as session:
+        groups = _load(session, page)
+    items = [groups[key] for key in page if key in groups]
+    if simplify_m:
+        items = [_with_boundary(g, geo.simplify_m(g.boundary, simplify_m)) for g in items]
+    return Page(items, encode_next([page[-1]]) if more and page else None)
+
+
+def get_group(db: Database, group_id: str) -> Group:
+    """One group; :class:`NotFound` when there is none."""
+    with db.read() as session:
+        groups = _load(session, [group_id])
+    if group_id not in groups:
+        raise NotFound(f"no group {group_id}")
+    return groups[group_id]
+
+
+# -- writing ------------------------------------------------------------------------------
+def create_group(db: Database, actor: Actor, draft: GroupDraft) -> Group:
+    """Create a group (admins only). An invalid boundary is a 422 naming the problem and where."""
+    _require_admin(actor)
+    values = _checked_fields({
+        "name": draft.name, "description": draft.description, "boundary": draft.boundary,
+        "languages": draft.languages, "meeting_info": draft.meeting_info,
+    })
+    group_id = check_uuid(draft.id) if draft.id else str(uuid.uuid4())
+    now = datetime.now(UTC)
+    with db.write() as session:
+        if session.get(GroupRow, group_id) is not None:
+            raise ValidationError.field("id", "a group with this id exists")
+        row = GroupRow(id=group_id, created_at=now, updated_at=now)
+        _assign(row, values)
+        changelog.forget_tombstone(session, "group", group_id)
+        changelog.stamp(session, row)
+        session.add(row)
+        session.flush()
+        return _view(session, row)
+
+
+def create_groups(db: Database, actor: Actor, drafts: Iterable[GroupDraft]) -> list[str]:
+    """Create many groups in one transaction (all or none); returns their ids."""
+    _require_admin(actor)
+    now = datetime.now(UTC)
+    rows = []
+    for index, draft in enumerate(drafts):
+        try:
+            values = _checked_fields({
+                "name": draft.name, "description": draft.description, "boundary": draft.boundary,
+                "languages": draft.languages, "meeting_info": draft.meeting_info,
+            })
+        except ValidationError as error:
+            raise ValidationError(f"group {index}: {error.detail}", error.errors) from error
+        row = GroupRow(
+            id=check_uuid(draft.id) if draft.id else str(uuid.uuid4()),
+            created_at=now, updated_at=now,
+        )
+        _assign(row, values)
+        rows.append(row)
+    with db.write() as session:
+        changelog.stamp(session, *rows)
+        session.add_all(rows)
+    return [row.id for row in rows]
+
+
+def update_group(
+    db: Database, actor: Actor, group_id: str, changes: Mapping[str, Any], expected_version: int
+) -> Group:
+    """Replace the given fields of a group its coordinators or an admin may edit.
+
+    ``expected_version`` is the version the caller last saw; if the group has changed since,
+    :class:`PreconditionFailed` carries the current version and nothing is written.
+    """
+    if not actor.is_authenticated:
+        raise NotAuthenticated("editing a group needs a token")
+    unknown = sorted(set(changes) - set(EDITABLE_FIELDS))
+    if unknown:
+        raise ValidationError(
+            f"unknown fields: {', '.join(unknown)}", {f: ["unknown field"] for f in unknown}
+        )
+    values = _checked_fields(changes)
+    with db.write() as session:
+        row = session.get(GroupRow, group_id, with_for_update=True)
+        if row is None:
+            raise NotFound(f"no group {group_id}")
+        if not actor.coordinates(group_id):
+            raise Forbidden("only the group's coordinators and admins may edit it")
+        if row.seq != expected_version:
+            raise PreconditionFailed(
+                f"the group is at version {row.seq}, not {expected_version}", row.seq
+            )
+        _assign(row, values)
+        row.updated_at = datetime.now(UTC)
+        changelog.stamp(session, row)
+        session.flush()
+        return _view(session, row)
+
+
+def delete_group(db: Database, actor: Actor, group_id: str) -> None:
+    """Delete a group and its alerts (admins only), leaving tombstones for sync."""
+    _require_admin(actor)
+    with db.write() as session:
+        row = session.get(GroupRow, group_id)
+        if row is None:
+            raise NotFound(f"no group {group_id}")
+        alert_ids = session.scalars(select(Alert.id).where(Alert.group_id == group_id)).all()
+        for alert_id in alert_ids:
+            changelog.tombstone(session, "alert", alert_id, group_id)
+        changelog.tombstone(session, "group", group_id, group_id)
+        session.delete(row)
+
+
+# -- helpers ------------------------------------------------------------------------------
+def _require_admin(actor: Actor) -> None:
+    if not actor.is_authenticated:
+        raise NotAuthenticated("this needs a token")
+    if not actor.is_admin:
+        raise Forbidden("only admins may do this")
+
+
+def _check_bbox(bbox: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+    message = "must be min_lon,min_lat,max_lon,max_lat in degrees with min_lat <= max_lat"
+    try:
+        min_lon, min_lat, max_lon, max_lat = (float(v) for v in bbox)
+    except (TypeError, ValueError) as error:
+        raise ValidationError.field("bbox", message) from error
+    if not all(math.isfinite(v) for v in (min_lon, min_lat, max_lon, max_lat)) or not (
+        -180 <= min_lon <= 180 and -180 <= max_lon <= 180 and -90 <= min_lat <= max_lat <= 90
+    ):
+        raise ValidationError.field("bbox", message)
+    return min_lon, min_lat, max_lon, max_lat
+
+
+def check_boundary(boundary: BaseGeometry | Mapping[str, Any]) -> BaseGeometry:
+    """A valid Polygon or MultiPolygon, or a 422 on ``boundary`` naming the problem and where."""
+    problems = geo.validate(boundary)
+    if not problems:
+        geometry = geo.check(boundary)
+        if geometry.geom_type in ("Polygon", "MultiPolygon"):
+            return geometry
+        problems = [geo.Problem("unsupported-type", "a boundary must be a Polygon or MultiPolygon")]
+    messages = [str(problem) for problem in problems]
+    raise ValidationError(f"boundary: {'; '.join(messages)}", {"boundary": messages})
+
+
+def _checked_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
+    checked: dict[str, Any] = {}
+    errors: dict[str, list[str]] = {}
+    for name, value in fields.items():
+        try:
+            checked[name] = _check_field(name, value)
+        except ValidationError as error:
+            for field_name, messages in error.errors.items():
+                errors.setdefault(field_name, []).extend(messages)
+    if errors:
+        detail = "; ".join(f"{name}: {', '.join(msgs)}" for name, msgs in errors.items())
+        raise ValidationError(detail, errors)
+    return checked
+
+
+def _check_field(name: str, value: Any) -> Any:
+    if name == "name":
+        if not isinstance(value, str) or not value.strip() or len(value) > 200:
+            raise ValidationError.field("name", "must be 1 to 200 characters")
+        return value.strip()
+    if name in ("description", "meeting_info"):
+        if not isinstance(value, str) or len(value) > 4000:
+            raise ValidationError.field(name, "must be text of at most 4000 characters")
+        return value
+    if name == "languages":
+        if isinstance(value, str) or not all(
+            isinstance(tag, str) and _LANGUAGE_TAG.match(tag) for tag in value
+        ):
+            raise ValidationError.field("languages", "must be a list of BCP 47 language tags")
+        return list(dict.fromkeys(value))
+    if name == "boundary":
+        return check_boundary(value)
+    raise ValidationError.field(name, "unknown field")
+
+
+def _assign(row: GroupRow, values: Mapping[str, Any]) -> None:
+    for name, value in values.items():
+        if name == "boundary":
+            _assign_boundary(row, value)
+        else:
+            setattr(row, name, value)
+    for name, default in (("description", ""), ("meeting_info", ""), ("languages", ["en"])):
+        if getattr(row, name) is None:
+            setattr(row, name, default)
+
+
+def _assign_boundary(row: GroupRow, boundary: BaseGeometry) -> None:
+    row.boundary_geojson = json.dumps(geo.to_geojson(boundary), separators=(",", ":"))
+    row.min_lon, row.min_lat, row.max_lon, row.max_lat = (float(v) for v in boundary.bounds)
+    centroid = boundary.centroid
+    row.centroid_lon, row.centroid_lat = round(centroid.x, 7), round(centroid.y, 7)
+    row.area_m2 = geo.area_m2(boundary)
+
+
+def _load(session: Session, ids: list[str]) -> dict[str, Group]:
+    if not ids:
+        return {}
+    rows = session.scalars(select(GroupRow).where(GroupRow.id.in_(ids))).all()
+    counts = _member_counts(session, [row.id for row in rows])
+    return {row.id: _view(session, row, counts.get(row.id, 0)) for row in rows}
+
+
+def _member_counts(session: Session, ids: list[str]) -> dict[str, int]:
+    if not ids:
+        return {}
+    return dict(session.execute(
+        select(Membership.group_id, func.count()).where(Membership.group_id.in_(ids))
+        .group_by(Membership.group_id)
+    ).all())
+
+
+def _view(session: Session, row: GroupRow, member_count: int | None = None) -> Group:
+    if member_count is None:
+        member_count = _member_counts(session, [row.id]).get(row.id, 0)
+    return Group(
+        id=row.id, name=row.name, description=row.description,
+        boundary=shapely.from_geojson(row.boundary_geojson),
+        centroid=(row.centroid_lon, row.centroid_lat),
+        bbox=(row.min_lon, row.min_lat, row.max_lon, row.max_lat),
+        area_m2=row.area_m2, languages=tuple(row.languages), meeting_info=row.meeting_info,
+        member_count=member_count, version=row.seq, updated_at=row.updated_at,
+    )
+
+
+def _replace_distance(group: Group, distance_m: float) -> Group:
+    return replace(group, distance_m=distance_m)
+
+
+def _with_boundary(group: Group, boundary: BaseGeometry) -> Group:
+    return replace(group, boundary=boundary)

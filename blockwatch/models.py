@@ -1,0 +1,193 @@
+"""The tables: SQLAlchemy 2 declarative models for both SQLite and PostgreSQL.
+
+Synced rows (groups, alerts, tips) carry ``seq``: the database-wide change counter stamped in the
+writing transaction (see :mod:`blockwatch.changelog`). An entity's ``version`` is its ``seq``.
+Geometry is stored as GeoJSON text plus its bounding box; spatial questions are answered by the
+``geo`` indexes in memory, so both databases give the same answers.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from blockwatch.types import UTCDateTime
+
+UUID_LENGTH = 36
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every Blockwatch table."""
+
+
+class SyncState(Base):
+    """One row: the change counter, the id of this database (cursors name it) and the purge
+    horizon (the highest ``seq`` whose tombstones may have been purged)."""
+
+    __tablename__ = "sync_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    server_id: Mapped[str] = mapped_column(String(UUID_LENGTH), nullable=False)
+    purged_through_seq: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+
+
+class Account(Base):
+    """A person (or a service) who can hold tokens: a display name, and admin or not."""
+
+    __tablename__ = "accounts"
+
+    id: Mapped[str] = mapped_column(String(UUID_LENGTH), primary_key=True)
+    display_name: Mapped[str] = mapped_column(String(120), nullable=False, unique=True)
+    is_admin: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+
+    memberships: Mapped[list[Membership]] = relationship(back_populates="account")
+
+
+class Token(Base):
+    """A bearer token: only its SHA-256 is stored; it may expire and may be revoked."""
+
+    __tablename__ = "tokens"
+
+    id: Mapped[str] = mapped_column(String(UUID_LENGTH), primary_key=True)
+    account_id: Mapped[str] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    token_sha256: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class Group(Base):
+    """A block watch group: its boundary (GeoJSON text and bbox) and what neighbours read."""
+
+    __tablename__ = "groups"
+
+    id: Mapped[str] = mapped_column(String(UUID_LENGTH), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    description: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    boundary_geojson: Mapped[str] = mapped_column(Text, nullable=False)
+    min_lon: Mapped[float] = mapped_column(Float, nullable=False)
+    min_lat: Mapped[float] = mapped_column(Float, nullable=False)
+    max_lon: Mapped[float] = mapped_column(Float, nullable=False)
+    max_lat: Mapped[float] = mapped_column(Float, nullable=False)
+    centroid_lon: Mapped[float] = mapped_column(Float, nullable=False)
+    centroid_lat: Mapped[float] = mapped_column(Float, nullable=False)
+    area_m2: Mapped[float] = mapped_column(Float, nullable=False)
+    languages: Mapped[list] = mapped_column(JSON, nullable=False, default=list)
+    meeting_info: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    seq: Mapped[int] = mapped_column(BigInteger, nullable=False, index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+
+    memberships: Mapped[list[Membership]] = relationship(
+        back_populates="group", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class Membership(Base):
+    """An account's role in a group: ``member`` or ``coordinator`` (a group may have several)."""
+
+    __tablename__ = "memberships"
+    __table_args__ = (
+        CheckConstraint("role IN ('member', 'coordinator')", name="ck_memberships_role"),
+    )
+
+    account_id: Mapped[str] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    )
+    group_id: Mapped[str] = mapped_column(
+        ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    role: Mapped[str] = mapped_column(String(20), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+
+    account: Mapped[Account] = relationship(back_populates="memberships")
+    group: Mapped[Group] = relationship(back_populates="memberships")
+
+
+class Alert(Base):
+    """An alert posted in one group (forever). ``status`` is stored as ``active`` or
+    ``cancelled`` (or ``expired`` once swept); an active alert past ``expires_at`` reads as
+    expired whether or not it was swept."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('active', 'cancelled', 'expired')", name="ck_alerts_status"
+        ),
+        Index("ix_alerts_group_sent", "group_id", "sent_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(UUID_LENGTH), primary_key=True)
+    group_id: Mapped[str] = mapped_column(
+        ForeignKey("groups.id", ondelete="CASCADE"), nullable=False
+    )
+    category: Mapped[str] = mapped_column(String(40), nullable=False)
+    severity: Mapped[str] = mapped_column(String(20), nullable=False)
+    urgency: Mapped[str] = mapped_column(String(20), nullable=False)
+    certainty: Mapped[str] = mapped_column(String(20), nullable=False)
+    title: Mapped[str] = mapped_column(String(120), nullable=False)
+    body: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    lon: Mapped[float | None] = mapped_column(Float)
+    lat: Mapped[float | None] = mapped_column(Float)
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    status: Mapped[str] = mapped_column(String(20), nullable=False)
+    author_id: Mapped[str | None] = mapped_column(
+        ForeignKey("accounts.id", ondelete="SET NULL")
+    )
+    #: SHA-256 of the canonical draft, so a repeated client id is recognised as the same post.
+    draft_sha256: Mapped[str] = mapped_column(String(64), nullable=False)
+    seq: Mapped[int] = mapped_column(BigInteger, nullable=False, index=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+
+    author: Mapped[Account | None] = relationship()
+
+
+class SafetyTip(Base):
+    """Crime-prevention advice in one language; ``key`` ties the translations of one tip."""
+
+    __tablename__ = "safety_tips"
+    __table_args__ = (UniqueConstraint("key", "language", name="uq_safety_tips_key_language"),)
+
+    id: Mapped[str] = mapped_column(String(UUID_LENGTH), primary_key=True)
+    key: Mapped[str] = mapped_column(String(100), nullable=False)
+    category: Mapped[str] = mapped_column(String(40), nullable=False, index=True)
+    language: Mapped[str] = mapped_column(String(35), nullable=False)
+    title: Mapped[str] = mapped_column(String(200), nullable=False)
+    body: Mapped[str] = mapped_column(Text, nullable=False)
+    seq: Mapped[int] = mapped_column(BigInteger, nullable=False, index=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+
+
+class Tombstone(Base):
+    """A deleted synced entity, kept in the change log until the horizon passes."""
+
+    __tablename__ = "tombstones"
+    __table_args__ = (
+        CheckConstraint("entity IN ('group', 'alert', 'tip')", name="ck_tombstones_entity"),
+    )
+
+    entity: Mapped[str] = mapped_column(String(10), primary_key=True)
+    entity_id: Mapped[str] = mapped_column(String(UUID_LENGTH), primary_key=True)
+    #: For an alert, its group: a replica drops what belongs to groups it holds.
+    group_id: Mapped[str | None] = mapped_column(String(UUID_LENGTH))
+    seq: Mapped[int] = mapped_column(BigInteger, nullable=False, index=True)
+    deleted_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)

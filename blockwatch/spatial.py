@@ -1,0 +1,121 @@
+"""The in-memory spatial indexes of one database, kept current by following its change log.
+
+Built from the database on first use, then caught up from ``changes_since`` whenever a query
+finds them older than ``index_staleness_s`` (or after this process wrote), so a write made by
+another process shows within that time and SQLite and PostgreSQL answer identically.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import TYPE_CHECKING
+
+import shapely
+from sqlalchemy import select
+
+import geo
+from blockwatch.changelog import changes_since, current_seq
+from blockwatch.models import Alert, Group
+
+if TYPE_CHECKING:
+    from blockwatch.db import Database
+
+
+class SpatialIndex:
+    """Group boundaries in a ``geo.PolygonIndex`` and active alert points in a
+    ``geo.PointIndex``, keyed by id."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._lock = threading.Lock()
+        self._groups = geo.PolygonIndex()
+        self._alerts = geo.PointIndex()
+        self._seq: int | None = None
+        self._checked_at = 0.0
+        self._stale = True
+
+    def mark_stale(self) -> None:
+        """This process wrote: the next query catches up first (read your own writes)."""
+        self._stale = True
+
+    @property
+    def groups(self) -> geo.PolygonIndex:
+        """Group boundaries, current to within the staleness allowed."""
+        self._catch_up_if_due()
+        return self._groups
+
+    @property
+    def alerts(self) -> geo.PointIndex:
+        """Points of alerts stored as active (expiry is checked by the caller), current."""
+        self._catch_up_if_due()
+        return self._alerts
+
+    @property
+    def seq(self) -> int | None:
+        """The change-log position the indexes reflect."""
+        return self._seq
+
+    def _catch_up_if_due(self) -> None:
+        now = time.monotonic()
+        if not self._stale and now - self._checked_at < self._db.settings.index_staleness_s:
+            return
+        with self._lock:
+            if not self._stale and now - self._checked_at < self._db.settings.index_staleness_s:
+                return
+            self._stale = False
+            self._checked_at = now
+            self.catch_up()
+
+    def catch_up(self) -> None:
+        """Apply every change committed since the last catch-up (or load everything)."""
+        with self._db.read() as session:
+            through = current_seq(session)
+            if self._seq is None:
+                group_rows = session.execute(select(Group.id, Group.boundary_geojson)).all()
+                alert_rows = session.execute(
+                    select(Alert.id, Alert.lon, Alert.lat).where(
+                        Alert.status == "active", Alert.lon.is_not(None)
+                    )
+                ).all()
+                self._groups = geo.PolygonIndex(_boundaries(group_rows))
+                self._alerts = geo.PointIndex(
+                    (row.id, (row.lon, row.lat)) for row in alert_rows
+                )
+                self._seq = through
+                return
+            if through == self._seq:
+                return
+            changes = changes_since(
+                session, self._seq, through_seq=through, entities=("group", "alert")
+            )
+            changed_groups = [c.id for c in changes if c.entity == "group" and not c.deleted]
+            changed_alerts = [c.id for c in changes if c.entity == "alert" and not c.deleted]
+            for change in changes:
+                if change.deleted:
+                    index = self._groups if change.entity == "group" else self._alerts
+                    index.discard(change.id)
+            if changed_groups:
+                rows = session.execute(
+                    select(Group.id, Group.boundary_geojson).where(Group.id.in_(changed_groups))
+                ).all()
+                for key, boundary in _boundaries(rows):
+                    self._groups.add(key, boundary)
+            if changed_alerts:
+                rows = session.execute(
+                    select(Alert.id, Alert.lon, Alert.lat, Alert.status)
+                    .where(Alert.id.in_(changed_alerts))
+                ).all()
+                for row in rows:
+                    if row.status == "active" and row.lon is not None:
+                        self._alerts.add(row.id, (row.lon, row.lat))
+                    else:
+                        self._alerts.discard(row.id)
+            self._seq = through
+
+
+def _boundaries(rows) -> list[tuple[str, shapely.Geometry]]:
+    if not rows:
+        return []
+    shapes = shapely.from_geojson([row[1] for row in rows])
+    return [(row[0], shape) for row, shape in zip(rows, shapes, strict=True)]
