@@ -39,10 +39,12 @@ class Change:
 
 def allocate(session: Session, count: int = 1) -> list[int]:
     """Take the next ``count`` numbers of the counter, in this transaction."""
-    last = session.execute(
-        update(SyncState).where(SyncState.id == 1).values(seq=SyncState.seq + count)
-        .returning(SyncState.seq)
-    ).scalar_one()
+    # Rows waiting for their numbers must not be flushed before they have them.
+    with session.no_autoflush:
+        last = session.execute(
+            update(SyncState).where(SyncState.id == 1).values(seq=SyncState.seq + count)
+            .returning(SyncState.seq)
+        ).scalar_one()
     return list(range(last - count + 1, last + 1))
 
 
