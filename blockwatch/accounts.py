@@ -114,12 +114,23 @@ def authenticate(db: Database, token: str | None) -> Actor:
             row.Token.expires_at is not None and row.Token.expires_at <= now
         ):
             raise NotAuthenticated("the token is unknown, expired or revoked")
-        account = row.Account
-        roles = dict(session.execute(
-            select(Membership.group_id, Membership.role)
-            .where(Membership.account_id == account.id)
-        ).all())
-        return Actor(account.id, account.display_name, account.is_admin, roles)
+        return _actor(session, row.Account)
+
+
+def actor_for(db: Database, account_id: str) -> Actor:
+    """The actor an account is, with its roles (for the command line and fixtures)."""
+    with db.read() as session:
+        account = session.get(Account, account_id)
+        if account is None:
+            raise NotFound(f"no account {account_id}")
+        return _actor(session, account)
+
+
+def _actor(session, account: Account) -> Actor:
+    roles = dict(session.execute(
+        select(Membership.group_id, Membership.role).where(Membership.account_id == account.id)
+    ).all())
+    return Actor(account.id, account.display_name, account.is_admin, roles)
 
 
 def revoke_token(db: Database, token: str) -> bool:

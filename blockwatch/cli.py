@@ -1,23 +1,160 @@
-"""The `blockwatch` console script.
+"""The ``blockwatch`` command line: set up the database, import boundaries, issue tokens, load
+demo data, serve.
 
-Only `--version` for now: the storage commands (`init-db`, `import-groups`, ...) arrive with the
-storage layer.
+Every command works on the database ``BLOCKWATCH_DATABASE_URL`` names (default: the SQLite file
+``blockwatch.db`` in the working directory).
 """
 
 from __future__ import annotations
 
-import argparse
+import sys
 from collections.abc import Sequence
 
+import click
+
 from blockwatch import __version__
+from blockwatch.db import Database
+from blockwatch.domain import DomainError
+
+
+def _database() -> Database:
+    return Database()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="blockwatch")
+def cli() -> None:
+    """Blockwatch: the backend for Neighborhood Block Watch apps."""
+
+
+@cli.command("init-db")
+def init_db() -> None:
+    """Create or upgrade the database schema (Alembic migrations)."""
+    db = _database()
+    db.migrate()
+    click.echo(f"database ready: {db.engine.url.render_as_string(hide_password=True)}")
+
+
+@cli.command("import-groups")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--name-field", required=True, help="The feature property that names each group.")
+@click.option("--description-field", default=None, help="A property to use as description.")
+@click.option(
+    "--on-invalid", type=click.Choice(["fail", "skip", "repair"]), default="fail",
+    show_default=True,
+    help="fail: import nothing if any feature is invalid; skip: leave invalid ones out; "
+         "repair: mend what can be mended, skip the rest.",
+)
+def import_groups_command(
+    file: str, name_field: str, description_field: str | None, on_invalid: str
+) -> None:
+    """Import group boundaries from a GeoJSON FILE, in one transaction."""
+    from blockwatch.importer import import_groups
+
+    db = _database()
+    db.migrate()
+
+    def progress(items):
+        with click.progressbar(
+            items, label="checking features", file=sys.stderr,
+            show_pos=True,
+        ) as bar:
+            yield from bar
+
+    report = import_groups(db, file, name_field, on_invalid, description_field, progress)
+    for label, reason in report.failed:
+        click.echo(f"invalid: {label}: {reason}", err=True)
+    if report.failed:
+        click.echo(
+            f"imported 0: {len(report.failed)} invalid feature(s) and --on-invalid fail; "
+            "nothing was written", err=True,
+        )
+        click.echo("0")
+        sys.exit(1)
+    for label in report.repaired:
+        click.echo(f"repaired: {label}", err=True)
+    for label, reason in report.skipped:
+        click.echo(f"skipped: {label}: {reason}", err=True)
+    click.echo(
+        f"imported {len(report.imported)}, repaired {len(report.repaired)}, "
+        f"skipped {len(report.skipped)}", err=True,
+    )
+    click.echo(str(len(report.imported)))
+
+
+@cli.command("create-token")
+@click.option("--name", required=True, help="The account's display name (reused if it exists).")
+@click.option("--role", type=click.Choice(["admin", "coordinator", "member"]), required=True)
+@click.option("--group", "group_id", default=None, help="The group a coordinator or member "
+              "belongs to.")
+@click.option("--expires-days", type=click.IntRange(min=1), default=None,
+              help="Days until the token expires (default: never).")
+def create_token_command(
+    name: str, role: str, group_id: str | None, expires_days: int | None
+) -> None:
+    """Create an account (or reuse one by name) and print a new token, alone on stdout."""
+    from datetime import timedelta
+
+    from blockwatch.accounts import create_token
+
+    db = _database()
+    db.migrate()
+    token = create_token(
+        db, name, role, group_id,
+        expires_in=timedelta(days=expires_days) if expires_days else None,
+    )
+    click.echo(token)
+
+
+@cli.command("load-fixtures")
+def load_fixtures_command() -> None:
+    """Load the demo groups, alerts and safety tips (idempotent)."""
+    from blockwatch.fixtures import load_fixtures
+
+    db = _database()
+    db.migrate()
+    written = load_fixtures(db)
+    click.echo(", ".join(f"{count} {kind}" for kind, count in written.items()) + " written")
+
+
+@cli.command("expire-alerts")
+def expire_alerts_command() -> None:
+    """Mark alerts past their expiry as expired in the change log (run it from cron)."""
+    from blockwatch.alerts import expire_alerts
+
+    click.echo(f"{expire_alerts(_database())} alert(s) expired")
+
+
+@cli.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+def serve(host: str, port: int) -> None:
+    """Serve the HTTP API on HOST:PORT."""
+    try:
+        from api import create_app  # noqa: F401 (only checks the API is there)
+    except ImportError:
+        click.echo(
+            "the HTTP API is not part of this version yet: nothing to serve "
+            f"(would listen on {host}:{port})", err=True,
+        )
+        sys.exit(2)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the process exit code."""
-    parser = argparse.ArgumentParser(prog="blockwatch", description=__doc__.splitlines()[0])
-    parser.add_argument("--version", action="version", version=f"blockwatch {__version__}")
-    parser.parse_args(argv)
-    print(f"blockwatch {__version__}")
+    try:
+        cli.main(args=list(argv) if argv is not None else None, standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return 1
+    except click.ClickException as error:
+        error.show()
+        return error.exit_code
+    except DomainError as error:
+        click.echo(f"error: {error.detail}", err=True)
+        return 1
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
     return 0
 
 

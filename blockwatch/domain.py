@@ -113,6 +113,9 @@ class Actor:
 
 
 ANONYMOUS = Actor()
+#: The operator at the command line: may do what an admin may (it owns no account, so it
+#: creates and edits groups but does not author alerts).
+OPERATOR = Actor(account_id="operator", display_name="blockwatch command line", is_admin=True)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,13 @@ application built on it.
 """
 
 from geo import cap
-from geo.distance import distance_m, distance_to_m, distances_to_geometries_m, snap_to_grid_m
+from geo.distance import (
+    area_m2,
+    distance_m,
+    distance_to_m,
+    distances_to_geometries_m,
+    snap_to_grid_m,
+)
 from geo.errors import GeometryError, Problem
 from geo.geojson import Feature, read_geojson, to_geojson
 from geo.index import PointIndex, PolygonIndex
@@ -27,6 +33,7 @@ __all__ = [
     "PointIndex",
     "PolygonIndex",
     "Problem",
+    "area_m2",
     "cap",
     "check",
     "distance_m",

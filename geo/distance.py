@@ -186,3 +186,16 @@ def snap_to_grid_m(lon: float, lat: float, cell_m: float) -> tuple[float, float]
     snapped_lon = (math.floor(lon / lon_step) + 0.5) * lon_step
     snapped_lon = (snapped_lon + 180.0) % 360.0 - 180.0
     return round(snapped_lon, 6), round(snapped_lat, 6)
+
+
+def area_m2(geometry) -> float:
+    """Geodesic area in square metres of a Polygon or MultiPolygon on the WGS84 ellipsoid
+    (holes subtracted, ring orientation ignored).
+
+    >>> from shapely import box
+    >>> round(area_m2(box(-122.34, 47.60, -122.33, 47.61)) / 1e6, 3)
+    0.836
+    """
+    # Counter-clockwise shells and clockwise holes make pyproj's signed ring areas add up right.
+    area, _ = WGS84.geometry_area_perimeter(shapely.orient_polygons(geometry))
+    return abs(float(area))

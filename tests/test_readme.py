@@ -19,5 +19,5 @@ def test_demo_groups_fixture_is_valid():
     import geo
 
     groups = geo.read_geojson(ROOT / "fixtures" / "demo_groups.geojson")
-    assert len(groups) == 12
+    assert len(groups) == 31
     assert all(g.properties["name"] for g in groups)
