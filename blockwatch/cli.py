@@ -21,7 +21,17 @@ def _database() -> Database:
     return Database()
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """Domain errors (a bad role, a missing group) end a command with their message, exit 1."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except DomainError as error:
+            raise click.ClickException(error.detail) from error
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="blockwatch")
 def cli() -> None:
     """Blockwatch: the backend for Neighborhood Block Watch apps."""
@@ -73,11 +83,13 @@ def import_groups_command(
         sys.exit(1)
     for label in report.repaired:
         click.echo(f"repaired: {label}", err=True)
+    for label, name in report.unnamed:
+        click.echo(f"unnamed: {label}: no {name_field!r}, imported as {name!r}", err=True)
     for label, reason in report.skipped:
         click.echo(f"skipped: {label}: {reason}", err=True)
     click.echo(
         f"imported {len(report.imported)}, repaired {len(report.repaired)}, "
-        f"skipped {len(report.skipped)}", err=True,
+        f"unnamed {len(report.unnamed)}, skipped {len(report.skipped)}", err=True,
     )
     click.echo(str(len(report.imported)))
 
@@ -143,18 +155,9 @@ def serve(host: str, port: int) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the process exit code."""
     try:
-        cli.main(args=list(argv) if argv is not None else None, standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        return 1
-    except click.ClickException as error:
-        error.show()
-        return error.exit_code
-    except DomainError as error:
-        click.echo(f"error: {error.detail}", err=True)
-        return 1
+        cli.main(args=list(argv) if argv is not None else None, prog_name="blockwatch")
     except SystemExit as exit_:
-        return int(exit_.code or 0)
+        return exit_.code if isinstance(exit_.code, int) else 1
     return 0
 
 

@@ -21,10 +21,12 @@ ON_INVALID = ("fail", "skip", "repair")
 
 @dataclass
 class ImportReport:
-    """What an import did: ids imported, features repaired, features skipped with reasons."""
+    """What an import did: ids imported, features repaired, features given a placeholder name
+    (their name property was blank or missing), features skipped with reasons."""
 
     imported: list[str] = field(default_factory=list)
     repaired: list[str] = field(default_factory=list)
+    unnamed: list[tuple[str, str]] = field(default_factory=list)  # (feature label, name given)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (feature label, reason)
     failed: list[tuple[str, str]] = field(default_factory=list)   # only with on_invalid="fail"
 
@@ -46,17 +48,20 @@ def import_groups(
     for index, feature in progress(list(enumerate(features))):
         label = f"feature {index}" + (f" (id {feature.id!r})" if feature.id is not None else "")
         boundary, reason, repaired = _usable_boundary(feature, on_invalid)
-        name = feature.properties.get(name_field)
-        if reason is None and (not isinstance(name, str) or not name.strip()):
-            reason = f"no name in property {name_field!r}"
         if reason is not None:
             (report.failed if on_invalid == "fail" else report.skipped).append((label, reason))
             continue
         if repaired:
             report.repaired.append(label)
+        name = feature.properties.get(name_field)
+        name = str(name).strip() if isinstance(name, str | int | float) else ""
+        if not name:
+            # Real files have blank names (unnamed islands, say): keep the boundary, say so.
+            name = f"Unnamed ({label})"
+            report.unnamed.append((label, name))
         description = feature.properties.get(description_field, "") if description_field else ""
         drafts.append(GroupDraft(
-            name=name.strip()[:200], boundary=boundary,
+            name=name[:200], boundary=boundary,
             description=description if isinstance(description, str) else "",
         ))
     if report.failed:
