@@ -62,6 +62,50 @@ def metres_per_degree(lat_deg: float) -> tuple[float, float]:
     )
 
 
+#: Where the plane formula of :func:`distances_from_m` serves: both points within this latitude
+#: and this far apart. Measured against pyproj's exact solution over random pairs there, its
+#: relative error stays below 1e-4 (0.01 %); tests hold it to geopy's geodesic.
+PLANE_MAX_ABS_LAT_DEG = 80.0
+PLANE_MAX_DISTANCE_M = 50_000.0
+
+
+def distances_from_m(lon: float, lat: float, lons: np.ndarray, lats: np.ndarray) -> np.ndarray:
+    """Geodesic distances in metres from one point to many (arrays), fast where it can be.
+
+    Pairs within :data:`PLANE_MAX_DISTANCE_M` of each other and :data:`PLANE_MAX_ABS_LAT_DEG` of
+    the equator use the ellipsoid's tangent plane at their mid-latitude (radii of curvature of
+    WGS84 there: the error is of the order of the squared distance over the Earth's radius,
+    below 1e-4 relative); every other pair is solved exactly by ``Geod.inv``.
+
+    >>> distances_from_m(0.0, 0.0, [0.0, 90.0], [0.01, 0.0]).round(1).tolist()
+    [1105.7, 10018754.2]
+    """
+    lons = np.asarray(lons, dtype=float)
+    lats = np.asarray(lats, dtype=float)
+    dlon = lons - lon
+    wrap = np.abs(dlon) > 180.0
+    if wrap.any():
+        dlon = np.where(wrap, (dlon + 180.0) % 360.0 - 180.0, dlon)
+    mid = np.radians((lats + lat) * 0.5)
+    sin_mid = np.sin(mid)
+    w2 = 1.0 - _E2 * sin_mid * sin_mid
+    w = np.sqrt(w2)
+    east_m = np.radians(dlon) * (_A_M / w) * np.cos(mid)
+    north_m = np.radians(lats - lat) * (_A_M * (1.0 - _E2) / (w2 * w))
+    dist = np.hypot(east_m, north_m)
+    exact = (dist > PLANE_MAX_DISTANCE_M) | (np.abs(lats) > PLANE_MAX_ABS_LAT_DEG)
+    if abs(lat) > PLANE_MAX_ABS_LAT_DEG:
+        exact[:] = True
+    if exact.any():
+        n = int(exact.sum())
+        _, _, solved = WGS84.inv(
+            np.full(n, float(lon)), np.full(n, float(lat)), lons[exact], lats[exact],
+            return_back_azimuth=False,
+        )
+        dist[exact] = solved
+    return dist
+
+
 def distances_to_geometries_m(lon: float, lat: float, geometries: Sequence) -> np.ndarray:
     """Geodesic distance in metres from one point to each geometry (0 where it covers the point).
 
@@ -80,24 +124,18 @@ def distances_to_geometries_m(lon: float, lat: float, geometries: Sequence) -> n
 
     def to_local_m(coords: np.ndarray) -> np.ndarray:
         local = coords - origin
-        # Keep the frame continuous across the antimeridian.
-        local[:, 0] = (local[:, 0] + 180.0) % 360.0 - 180.0
+        if (np.abs(local[:, 0]) > 180.0).any():  # keep the frame whole across the antimeridian
+            local[:, 0] = (local[:, 0] + 180.0) % 360.0 - 180.0
         return local * scale
 
     local = shapely.transform(geometries, to_local_m)
-    lines = shapely.shortest_line(shapely.points(0.0, 0.0), local)
-    ends_m = shapely.get_coordinates(shapely.get_point(lines, 1))
+    # Each shortest line runs from the point to the nearest point of the geometry.
+    ends_m = shapely.get_coordinates(shapely.shortest_line(shapely.points(0.0, 0.0), local))[1::2]
     if len(ends_m) != len(geometries):
         raise GeometryError("cannot measure a distance to an empty geometry")
     ends = ends_m / scale + origin
-    ends[:, 0] = (ends[:, 0] + 180.0) % 360.0 - 180.0
-    n = len(ends)
-    _, _, dist = WGS84.inv(
-        np.full(n, float(lon)), np.full(n, float(lat)), ends[:, 0], ends[:, 1],
-        return_back_azimuth=False,
-    )
-    dist = np.asarray(dist, dtype=float)
-    dist[np.all(ends_m == 0.0, axis=1)] = 0.0
+    dist = distances_from_m(lon, lat, ends[:, 0], ends[:, 1])
+    dist[(ends_m[:, 0] == 0.0) & (ends_m[:, 1] == 0.0)] = 0.0
     return dist
 
 

@@ -6,12 +6,12 @@ import hashlib
 from datetime import timedelta
 
 import pytest
-from factories import group
 from sqlalchemy import select
 
 from blockwatch import accounts
 from blockwatch.domain import NotAuthenticated, ValidationError
 from blockwatch.models import Token
+from tests.blockwatch.factories import group
 
 
 def test_a_token_is_random_shown_once_and_stored_hashed(db):

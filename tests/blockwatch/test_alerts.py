@@ -6,7 +6,6 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from factories import actor, admin, draft, group
 
 import geo
 from blockwatch import alerts
@@ -19,6 +18,7 @@ from blockwatch.domain import (
     NotFound,
     ValidationError,
 )
+from tests.blockwatch.factories import actor, admin, draft, group
 
 HOME = (-122.31812, 47.61234)  # inside the default test group
 

@@ -9,10 +9,9 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from factories import actor, admin, draft, group
-
 from blockwatch import alerts, changelog, groups, tips
 from blockwatch.models import SafetyTip
+from tests.blockwatch.factories import actor, admin, draft, group
 
 
 def read_log(db, seq=0, **kwargs):

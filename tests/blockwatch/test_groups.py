@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import shapely
-from factories import actor, admin, group, square
 
 from blockwatch import groups
 from blockwatch.domain import (
@@ -16,6 +15,7 @@ from blockwatch.domain import (
     PreconditionFailed,
     ValidationError,
 )
+from tests.blockwatch.factories import actor, admin, group, square
 
 
 def test_create_and_read_a_group(db):

@@ -10,11 +10,11 @@ import shapely
 from geopy.distance import geodesic
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from reference import distance_to_geometry_m, geopy_m, tolerance_m
-from strategies import places, points_near, polygonal
 
 from geo import distance_m, distance_to_m, distances_to_geometries_m
-from geo.distance import check_point, search_boxes_deg, snap_to_grid_m
+from geo.distance import check_point, distances_from_m, search_boxes_deg, snap_to_grid_m
+from tests.geo.reference import distance_to_geometry_m, geopy_m, tolerance_m
+from tests.geo.strategies import places, points_near, polygonal
 
 
 @settings(max_examples=300, deadline=None)
@@ -107,3 +107,13 @@ def test_snap_to_grid_moves_a_point_at_most_a_cell_diagonal_and_is_stable(place,
 def test_snapped_points_nearby_share_a_centre():
     cells = {snap_to_grid_m(-122.3340 + i * 1e-5, 47.6060 + i * 1e-5, 150.0) for i in range(5)}
     assert len(cells) == 1
+
+
+@settings(max_examples=300, deadline=None)
+@given(places(max_abs_lat=89.0), st.floats(0.0, 200_000.0), st.floats(0.0, 360.0))
+def test_one_to_many_fast_path_matches_geopy(place, distance, bearing):
+    lon, lat = place
+    far = geodesic(meters=distance).destination((lat, lon), bearing)
+    [ours] = distances_from_m(lon, lat, [far.longitude], [far.latitude])
+    expected = geopy_m(lon, lat, far.longitude, far.latitude)
+    assert ours == pytest.approx(expected, rel=1e-4, abs=1e-3)

@@ -10,10 +10,10 @@ import pytest
 import shapely
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from reference import distance_to_geometry_m, tolerance_m
-from strategies import places, points_near, polygonal
 
 from geo import PointIndex, PolygonIndex
+from tests.geo.reference import distance_to_geometry_m, tolerance_m
+from tests.geo.strategies import places, points_near, polygonal
 
 
 @st.composite
@@ -143,7 +143,7 @@ def test_point_index_equals_brute_force(scene, radius_m, k, merge_at):
     answer = index.within(lon=lon, lat=lat, radius_m=radius_m)
     assert_sorted_by_distance_then_key(answer)
     for key, d in answer:
-        assert abs(d - truth[key]) <= 1e-6 * d + 1e-6
+        assert abs(d - truth[key]) <= tolerance_m(truth[key])
     expected = {key for key, d in truth.items() if d <= radius_m * (1 - 1e-9)}
     assert expected <= {key for key, _ in answer}
     nearest = index.nearest(lon=lon, lat=lat, k=k)

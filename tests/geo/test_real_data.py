@@ -14,9 +14,9 @@ from collections import Counter
 import numpy as np
 import pytest
 import shapely
-from reference import distance_to_geometry_m, tolerance_m
 
 import geo
+from tests.geo.reference import distance_to_geometry_m, tolerance_m
 
 POLYGON_FILES = {
     "seattle_city_clerk_neighborhoods.geojson": (119, {"Polygon"}),
