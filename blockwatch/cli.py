@@ -137,6 +137,23 @@ def expire_alerts_command() -> None:
     click.echo(f"{expire_alerts(_database())} alert(s) expired")
 
 
+@cli.command("purge-tombstones")
+@click.option("--older-than-days", type=click.IntRange(min=0), default=None,
+              help="Keep deletes younger than this (default: BLOCKWATCH_TOMBSTONE_HORIZON_DAYS, "
+                   "90).")
+def purge_tombstones_command(older_than_days: int | None) -> None:
+    """Forget deletes older than the horizon; sync cursors from before it must reset."""
+    from datetime import timedelta
+
+    from blockwatch.changelog import purge_tombstones
+
+    db = _database()
+    days = db.settings.tombstone_horizon_days if older_than_days is None else older_than_days
+    with db.write() as session:
+        purged = purge_tombstones(session, timedelta(days=days))
+    click.echo(f"{purged} tombstone(s) older than {days} days purged")
+
+
 @cli.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)

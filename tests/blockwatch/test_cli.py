@@ -105,3 +105,16 @@ def test_load_fixtures_twice_writes_once(run, database_url):
     second = run("load-fixtures")
     assert second.stdout.startswith("0 groups, 0 alerts, 0 tips")
     assert count_groups(database_url) == 31
+
+
+def test_purge_tombstones_keeps_young_deletes(run, database_url):
+    from blockwatch import groups
+    from blockwatch.domain import OPERATOR
+    from tests.blockwatch.factories import group
+
+    db = Database(database_url, Settings(database_url=database_url))
+    groups.delete_group(db, OPERATOR, group(db).id)
+    db.dispose()
+    kept = run("purge-tombstones")
+    assert kept.exit_code == 0 and kept.stdout.startswith("0 tombstone(s) older than 90 days")
+    assert run("purge-tombstones", "--older-than-days", "0").stdout.startswith("1 tombstone(s)")
