@@ -1,1 +1,95 @@
-"""The HTTP face of Blockwatch (Flask + flask-restx). Arrives with the HTTP API issue."""
+"""The HTTP face of Blockwatch: a Flask app with flask-restx namespaces under ``/v1``.
+
+``create_app(config)`` builds everything (no global state): the database, the API, error
+handling as problem+json, gzip, the OpenAPI document at ``/v1/openapi.json`` and Swagger UI at
+``/docs``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import cached_property
+from typing import Any
+
+from flask import Blueprint, Flask
+from flask_compress import Compress
+from flask_restx import Api
+from werkzeug.exceptions import HTTPException
+
+from api import openapi
+from api.problems import problem_for
+from blockwatch import __version__
+from blockwatch.config import Settings
+from blockwatch.db import Database
+
+MAX_BODY_BYTES = 1_000_000
+
+
+class BlockwatchApi(Api):
+    """flask-restx's Api, answering every error as problem+json and documenting every model."""
+
+    def handle_error(self, e: BaseException):
+        return problem_for(e)
+
+    @cached_property
+    def __schema__(self) -> dict[str, Any]:
+        schema = super().__schema__
+        definitions = schema.get("definitions") or {}
+        for name, definition in openapi.definitions().items():
+            definitions.setdefault(name, definition)
+        schema["definitions"] = definitions
+        schema["securityDefinitions"] = {
+            "bearer": {"type": "apiKey", "in": "header", "name": "Authorization",
+                       "description": "Bearer <token>, from `blockwatch create-token`"}
+        }
+        return schema
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """A Blockwatch app. ``config`` may set ``BLOCKWATCH_DATABASE_URL`` (else the environment's)
+    and any Flask setting; ``database`` may hand over a ready :class:`Database`."""
+    from api.resources import alerts, groups, service, tips
+
+    config = dict(config or {})
+    app = Flask(__name__)
+    app.json.sort_keys = False  # fields in the order the schemas define them
+    app.config.update(
+        MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
+        RESTX_MASK_SWAGGER=False,
+        ERROR_404_HELP=False,
+        COMPRESS_MIMETYPES=["application/json", "application/geo+json",
+                            "application/problem+json", "application/cap+xml"],
+        COMPRESS_MIN_SIZE=1024,
+        COMPRESS_ALGORITHM=["gzip"],
+    )
+    database = config.pop("database", None)
+    app.config.update(config)
+    if database is None:
+        settings = Settings.from_env()
+        url = app.config.get("BLOCKWATCH_DATABASE_URL", settings.database_url)
+        database = Database(url, Settings(
+            database_url=url, tombstone_horizon_days=settings.tombstone_horizon_days,
+            index_staleness_s=settings.index_staleness_s,
+        ))
+    app.extensions["blockwatch.db"] = database
+
+    blueprint = Blueprint("v1", __name__, url_prefix="/v1")
+    api = BlockwatchApi(
+        blueprint, version=__version__, title="Blockwatch API",
+        description="Neighborhood Block Watch groups, alerts and safety tips for mobile apps.",
+        doc="/docs", default_swagger_filename="openapi.json", catch_all_404s=True,
+        validate=False, ordered=True,
+    )
+    api.add_namespace(groups.ns, path="/groups")
+    api.add_namespace(alerts.group_alerts, path="/groups")
+    api.add_namespace(alerts.ns, path="/alerts")
+    api.add_namespace(tips.ns, path="/tips")
+    api.add_namespace(service.ns, path="")
+    app.register_blueprint(blueprint)
+    app.add_url_rule("/docs", "docs", api.render_doc)
+    app.extensions["blockwatch.api"] = api
+
+    app.register_error_handler(HTTPException, problem_for)
+    app.register_error_handler(Exception, problem_for)
+    Compress(app)
+    return app

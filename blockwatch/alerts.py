@@ -323,3 +323,13 @@ def _newest_first(alert: Alert) -> tuple[float, str]:
     return (-alert.sent_at.timestamp(), alert.id)
 
 
+
+
+def alert_as_cap(db: Database, actor: Actor, alert_id: str) -> tuple[bytes, int]:
+    """One alert as this actor may see it, as a CAP 1.2 document with its group's boundary as
+    the area; returns the document and the alert's version."""
+    from blockwatch.capxml import alert_to_cap
+    from blockwatch.groups import get_group
+
+    alert = get_alert(db, actor, alert_id)
+    return alert_to_cap(alert, get_group(db, alert.group_id)), alert.version

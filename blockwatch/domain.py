@@ -192,6 +192,11 @@ class Alert:
     version: int
     distance_m: float | None = None
 
+    @property
+    def location_precision(self) -> str:
+        """``exact``, or ``approximate`` when snapped for a public reader."""
+        return "exact" if self.location_exact else "approximate"
+
 
 @dataclass(frozen=True)
 class Tip:

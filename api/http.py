@@ -1,0 +1,117 @@
+"""Request and response plumbing shared by the resources: the database and the actor of the
+request, parsing query strings and JSON bodies through the schemas, ETags, language choice."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response, current_app, g, json, request
+from marshmallow import Schema
+from werkzeug.exceptions import BadRequest, UnsupportedMediaType
+
+from blockwatch import accounts
+from blockwatch.db import Database
+from blockwatch.domain import Actor, NotAuthenticated
+
+_SCHEMAS: dict[type[Schema], Schema] = {}
+
+
+def schema(cls: type[Schema]) -> Schema:
+    """One instance per schema class (marshmallow schemas are safe to reuse)."""
+    instance = _SCHEMAS.get(cls)
+    if instance is None:
+        instance = _SCHEMAS[cls] = cls()
+    return instance
+
+
+def database() -> Database:
+    """The database of the running app."""
+    return current_app.extensions["blockwatch.db"]
+
+
+def actor() -> Actor:
+    """Who sent the request: the account of its bearer token, or the anonymous public."""
+    if "actor" not in g:
+        header = request.headers.get("Authorization")
+        token = None
+        if header is not None:
+            scheme, _, token = header.partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                raise NotAuthenticated("use 'Authorization: Bearer <token>'")
+        g.actor = accounts.authenticate(database(), token.strip() if token else None)
+    return g.actor
+
+
+def query(cls: type[Schema]) -> dict[str, Any]:
+    """The query string, loaded (validated and converted) by a schema."""
+    return schema(cls).load(request.args.to_dict(flat=True))
+
+
+def body(cls: type[Schema]) -> dict[str, Any]:
+    """The JSON body, loaded by a schema: 415 if it is not JSON, 400 if it does not parse."""
+    if not request.is_json:
+        raise UnsupportedMediaType("send the body as application/json")
+    raw = request.get_data(cache=True)
+    try:
+        document = json.loads(raw)
+    except ValueError as error:
+        raise BadRequest(f"the body is not valid JSON: {error}") from error
+    if not isinstance(document, dict):
+        raise BadRequest("the body must be a JSON object")
+    return schema(cls).load(document)
+
+
+def dump(cls: type[Schema], obj: Any, many: bool = False) -> Any:
+    """An object (or a list) in the shape of a schema."""
+    return schema(cls).dump(obj, many=many)
+
+
+def respond(
+    payload: Any,
+    status: int = 200,
+    *,
+    version: int | None = None,
+    mimetype: str = "application/json",
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """A JSON response; with ``version``, an ``ETag`` and the 304 of ``If-None-Match``."""
+    if version is not None:
+        etag = f'"{version}"'
+        if status == 200 and request.method == "GET" and etag_matches(
+            request.headers.get("If-None-Match"), version
+        ):
+            response = Response(status=304)
+            response.headers["ETag"] = etag
+            return response
+    response = Response(json.dumps(payload), status=status, mimetype=mimetype)
+    if version is not None:
+        response.headers["ETag"] = f'"{version}"'
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def etag_matches(header: str | None, version: int) -> bool:
+    """Whether an ``If-None-Match`` / ``If-Match`` header names this version (or ``*``)."""
+    if not header:
+        return False
+    tags = [tag.strip().removeprefix("W/") for tag in header.split(",")]
+    return "*" in tags or f'"{version}"' in tags
+
+
+def if_match_version() -> int | None:
+    """The version ``If-Match`` names (``"42"``), or None when the header is absent."""
+    header = request.headers.get("If-Match")
+    if header is None:
+        return None
+    tag = header.strip().removeprefix("W/").strip('"')
+    if not tag.isdigit():
+        raise BadRequest('If-Match must be the ETag of the version you edited, e.g. "42"')
+    return int(tag)
+
+
+def preferred_languages(explicit: str | None) -> list[str]:
+    """``lang`` if given, else the ``Accept-Language`` languages by quality, else none."""
+    if explicit:
+        return [explicit]
+    return [tag for tag, quality in request.accept_languages if quality > 0 and tag != "*"]

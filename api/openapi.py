@@ -1,0 +1,47 @@
+"""The OpenAPI (Swagger 2.0) models, derived from the marshmallow schemas by apispec.
+
+flask-restx draws the documents; apispec's marshmallow plugin turns each schema in
+:mod:`api.schemas` into the JSON schema flask-restx shows, so a payload is defined once.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from apispec import APISpec
+from apispec.ext.marshmallow import MarshmallowPlugin
+from flask_restx import Namespace
+from marshmallow import Schema
+
+_PLUGIN = MarshmallowPlugin()
+_SPEC = APISpec(
+    title="Blockwatch", version="1", openapi_version="2.0", plugins=[_PLUGIN]
+)
+
+
+def _register(schema: type[Schema]) -> str:
+    name = schema.__name__
+    if name not in _SPEC.components.schemas:
+        _SPEC.components.schema(name, schema=schema)
+    return name
+
+
+def definitions() -> dict[str, Any]:
+    """Every JSON schema registered so far, nested ones included, by name."""
+    return _SPEC.to_dict().get("definitions", {})
+
+
+def model(namespace: Namespace, schema: type[Schema]):
+    """The flask-restx model of a marshmallow schema, for ``expect`` and ``response``."""
+    name = _register(schema)
+    if name in namespace.models:
+        return namespace.models[name]
+    return namespace.schema_model(name, definitions()[name])
+
+
+@cache
+def query_params(schema: type[Schema]) -> dict[str, dict[str, Any]]:
+    """The query parameters a schema reads, as ``Namespace.doc(params=...)`` takes them."""
+    params = _PLUGIN.converter.schema2parameters(schema, location="query")
+    return {param.pop("name"): param for param in params}

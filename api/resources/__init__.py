@@ -1,0 +1,1 @@
+"""The flask-restx namespaces, one module per resource."""

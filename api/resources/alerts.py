@@ -1,0 +1,113 @@
+"""``/v1/alerts`` and ``/v1/groups/{id}/alerts``: read near a point or by group, post, cancel,
+one alert as JSON or as a CAP 1.2 document."""
+
+from __future__ import annotations
+
+from flask import Response, request
+from flask_restx import Namespace, Resource
+
+from api import http, schemas
+from api.openapi import model, query_params
+from blockwatch import alerts
+from blockwatch.domain import AlertDraft
+
+ns = Namespace("alerts", description="Alerts posted by coordinators")
+group_alerts = Namespace("groups", description="Block watch groups and their boundaries")
+
+CAP_XML = "application/cap+xml"
+_problem = model(ns, schemas.Problem)
+_group_problem = model(group_alerts, schemas.Problem)
+
+
+@ns.route("/nearby")
+class NearbyAlerts(Resource):
+    @ns.doc(params=query_params(schemas.NearbyAlertsQuery))
+    @ns.response(200, "Active alerts within radius_m, newest first",
+                 model(ns, schemas.NearbyAlertList))
+    @ns.response(422, "A parameter out of range", _problem)
+    def get(self):
+        """Active alerts near a point; the public sees locations rounded to about 150 m."""
+        args = http.query(schemas.NearbyAlertsQuery)
+        page = alerts.alerts_near(
+            http.database(), http.actor(), args["lon"], args["lat"], args["radius_m"],
+            args["category"], args["since"], args["limit"], args["next"],
+        )
+        return http.respond(http.dump(schemas.NearbyAlertList, page))
+
+
+@ns.route("/<string:alert_id>")
+@ns.param("alert_id", "The alert's id (UUID)")
+class AlertItem(Resource):
+    @ns.produces(["application/json", CAP_XML])
+    @ns.response(200, "The alert (or, with Accept: application/cap+xml, a CAP 1.2 document)",
+                 model(ns, schemas.Alert))
+    @ns.response(304, "Not modified since the ETag in If-None-Match")
+    @ns.response(404, "No such alert", _problem)
+    def get(self, alert_id: str):
+        """One alert."""
+        best = request.accept_mimetypes.best_match(["application/json", CAP_XML])
+        if best == CAP_XML and request.accept_mimetypes[CAP_XML] > request.accept_mimetypes[
+            "application/json"
+        ]:
+            document, version = alerts.alert_as_cap(http.database(), http.actor(), alert_id)
+            response = Response(document, mimetype=CAP_XML)
+            response.headers["ETag"] = f'"{version}"'
+            return response
+        alert = alerts.get_alert(http.database(), http.actor(), alert_id)
+        return http.respond(http.dump(schemas.Alert, alert), version=alert.version)
+
+
+@ns.route("/<string:alert_id>/cancel")
+@ns.param("alert_id", "The alert's id (UUID)")
+class CancelAlert(Resource):
+    @ns.response(200, "The cancelled alert", model(ns, schemas.Alert))
+    @ns.response(401, "No or bad token", _problem)
+    @ns.response(403, "Not a coordinator of its group nor an admin", _problem)
+    @ns.response(404, "No such alert", _problem)
+    @ns.doc(security="bearer")
+    def post(self, alert_id: str):
+        """Cancel an alert (its group's coordinators, admins); cancelling twice is harmless."""
+        alert = alerts.cancel_alert(http.database(), http.actor(), alert_id)
+        return http.respond(http.dump(schemas.Alert, alert), version=alert.version)
+
+
+@group_alerts.route("/<string:group_id>/alerts")
+@group_alerts.param("group_id", "The group's id (UUID)")
+class GroupAlerts(Resource):
+    @group_alerts.doc(params=query_params(schemas.GroupAlertsQuery))
+    @group_alerts.response(200, "The group's alerts, newest first",
+                           model(group_alerts, schemas.AlertList))
+    @group_alerts.response(404, "No such group", _group_problem)
+    @group_alerts.response(422, "A parameter out of range", _group_problem)
+    def get(self, group_id: str):
+        """A group's alerts: active ones, or all with status=all."""
+        args = http.query(schemas.GroupAlertsQuery)
+        page = alerts.alerts_of_group(
+            http.database(), http.actor(), group_id, args["status"], args["limit"], args["next"]
+        )
+        return http.respond(http.dump(schemas.AlertList, page))
+
+    @group_alerts.expect(model(group_alerts, schemas.AlertCreate))
+    @group_alerts.response(201, "Created", model(group_alerts, schemas.Alert))
+    @group_alerts.response(200, "The same id and body were posted before: the stored alert",
+                           model(group_alerts, schemas.Alert))
+    @group_alerts.response(401, "No or bad token", _group_problem)
+    @group_alerts.response(403, "Not a coordinator of this group nor an admin", _group_problem)
+    @group_alerts.response(404, "No such group", _group_problem)
+    @group_alerts.response(409, "The id was used for a different alert", _group_problem)
+    @group_alerts.response(422, "Invalid fields", _group_problem)
+    @group_alerts.doc(security="bearer")
+    def post(self, group_id: str):
+        """Post an alert in a group you coordinate; idempotent on a client-made id."""
+        fields = http.body(schemas.AlertCreate)
+        draft = AlertDraft(
+            id=str(fields["id"]) if fields["id"] else None, category=fields["category"],
+            title=fields["title"], severity=fields["severity"], urgency=fields["urgency"],
+            certainty=fields["certainty"], body=fields["body"], location=fields["location"],
+            expires_at=fields["expires_at"],
+        )
+        alert, created = alerts.post_alert(http.database(), http.actor(), group_id, draft)
+        return http.respond(
+            http.dump(schemas.Alert, alert), 201 if created else 200, version=alert.version,
+            headers={"Location": f"{request.script_root}/v1/alerts/{alert.id}"},
+        )

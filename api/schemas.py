@@ -1,0 +1,362 @@
+"""Every payload of the HTTP API, defined once as a marshmallow schema.
+
+Query strings, request bodies and responses are all here; the OpenAPI models shown in the docs
+are derived from these classes (see :mod:`api.openapi`), never written a second time.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+from marshmallow import (
+    EXCLUDE,
+    RAISE,
+    Schema,
+    ValidationError,
+    fields,
+    post_load,
+    pre_dump,
+    validate,
+    validates_schema,
+)
+from shapely.geometry.base import BaseGeometry
+
+import geo
+from blockwatch.domain import (
+    ALERT_STATUSES,
+    CATEGORIES,
+    CERTAINTIES,
+    SEVERITIES,
+    TIP_CATEGORIES,
+    URGENCIES,
+)
+
+MAX_RADIUS_M = 50_000
+
+
+class UTCDateTime(fields.DateTime):
+    """RFC 3339 in UTC with a ``Z`` (``2026-11-23T18:04:05Z``); input must carry a zone."""
+
+    def _serialize(self, value: datetime | None, attr, obj, **kwargs) -> str | None:
+        if value is None:
+            return None
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def _deserialize(self, value, attr, data, **kwargs) -> datetime:
+        parsed = super()._deserialize(value, attr, data, **kwargs)
+        if parsed.tzinfo is None:
+            raise ValidationError("must carry a time zone, e.g. 2026-11-23T18:04:05Z")
+        return parsed.astimezone(UTC)
+
+
+def _latitude(**kwargs) -> fields.Float:
+    return fields.Float(
+        validate=validate.Range(-90, 90), allow_nan=False, metadata={"example": 47.61}, **kwargs
+    )
+
+
+def _longitude(**kwargs) -> fields.Float:
+    return fields.Float(
+        validate=validate.Range(-180, 180), allow_nan=False, metadata={"example": -122.33},
+        **kwargs,
+    )
+
+
+def _radius(default_m: float) -> fields.Float:
+    return fields.Float(
+        load_default=default_m, allow_nan=False,
+        validate=validate.Range(min=0, max=MAX_RADIUS_M, min_inclusive=False),
+        metadata={"description": f"metres, greater than 0 and at most {MAX_RADIUS_M}"},
+    )
+
+
+def _limit(default: int, maximum: int) -> fields.Integer:
+    return fields.Integer(
+        load_default=default, strict=False, validate=validate.Range(1, maximum),
+        metadata={"description": f"page size, 1 to {maximum}"},
+    )
+
+
+_NEXT = {"metadata": {"description": "the `next` value of the previous page"}}
+
+
+# -- query strings ---------------------------------------------------------------------------
+class QuerySchema(Schema):
+    """Query strings ignore parameters they do not know (cache-busters and the like)."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+
+class NearbyGroupsQuery(QuerySchema):
+    lat = _latitude(required=True)
+    lon = _longitude(required=True)
+    radius_m = _radius(1000.0)
+    limit = _limit(20, 100)
+    next = fields.String(load_default=None, **_NEXT)
+
+
+class PointQuery(QuerySchema):
+    lat = _latitude(required=True)
+    lon = _longitude(required=True)
+
+
+class BboxQuery(QuerySchema):
+    bbox = fields.String(
+        required=True,
+        metadata={"description": "min_lon,min_lat,max_lon,max_lat", "example":
+                  "-122.36,47.60,-122.30,47.63"},
+    )
+    simplify_m = fields.Float(
+        load_default=None, allow_nan=False, validate=validate.Range(0, 1000),
+        metadata={"description": "simplify boundaries for drawing, tolerance in metres"},
+    )
+    limit = _limit(1000, 5000)
+    next = fields.String(load_default=None, **_NEXT)
+
+    @post_load
+    def _split_bbox(self, data: dict[str, Any], **kwargs) -> dict[str, Any]:
+        message = "must be four numbers: min_lon,min_lat,max_lon,max_lat"
+        try:
+            values = [float(part) for part in data["bbox"].split(",")]
+        except ValueError as error:
+            raise ValidationError({"bbox": [message]}) from error
+        if len(values) != 4 or not all(math.isfinite(v) for v in values):
+            raise ValidationError({"bbox": [message]})
+        min_lon, min_lat, max_lon, max_lat = values
+        if not (-180 <= min_lon <= 180 and -180 <= max_lon <= 180
+                and -90 <= min_lat <= max_lat <= 90):
+            raise ValidationError({"bbox": [
+                "longitudes within ±180, latitudes within ±90, min_lat <= max_lat"
+            ]})
+        data["bbox"] = (min_lon, min_lat, max_lon, max_lat)
+        return data
+
+
+class NearbyAlertsQuery(QuerySchema):
+    lat = _latitude(required=True)
+    lon = _longitude(required=True)
+    radius_m = _radius(2000.0)
+    category = fields.String(load_default=None, validate=validate.OneOf(CATEGORIES))
+    since = UTCDateTime(load_default=None, metadata={"description": "only alerts sent since"})
+    limit = _limit(20, 100)
+    next = fields.String(load_default=None, **_NEXT)
+
+
+class GroupAlertsQuery(QuerySchema):
+    status = fields.String(load_default="active", validate=validate.OneOf(["active", "all"]))
+    limit = _limit(20, 100)
+    next = fields.String(load_default=None, **_NEXT)
+
+
+class TipsQuery(QuerySchema):
+    category = fields.String(load_default=None, validate=validate.OneOf(TIP_CATEGORIES))
+    lang = fields.String(
+        load_default=None, validate=validate.Regexp(r"^[A-Za-z]{1,8}(-[A-Za-z0-9]{1,8})*$"),
+        metadata={"description": "BCP 47 tag; else Accept-Language; else English"},
+    )
+
+
+# -- shared parts ----------------------------------------------------------------------------
+class LatLon(Schema):
+    """A point as ``{"lat", "lon"}``; in Python it is the ``(lon, lat)`` pair."""
+
+    class Meta:
+        unknown = RAISE
+
+    lat = _latitude(required=True)
+    lon = _longitude(required=True)
+
+    @pre_dump
+    def _from_pair(self, pair, **kwargs) -> dict[str, float]:
+        lon, lat = pair
+        return {"lat": lat, "lon": lon}
+
+    @post_load
+    def _to_pair(self, data: dict[str, float], **kwargs) -> tuple[float, float]:
+        return data["lon"], data["lat"]
+
+
+class GeoJSONGeometry(fields.Dict):
+    """A GeoJSON geometry object (RFC 7946); checked by the service, which names the problem.
+    Shapely geometries are written as RFC 7946 GeoJSON."""
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        if isinstance(value, BaseGeometry):
+            return geo.to_geojson(value)
+        return super()._serialize(value, attr, obj, **kwargs)
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(
+            metadata={"description": "GeoJSON Polygon or MultiPolygon, [lon, lat] order",
+                      "example": {"type": "Polygon", "coordinates": [[
+                          [-122.32, 47.61], [-122.31, 47.61], [-122.31, 47.62],
+                          [-122.32, 47.62], [-122.32, 47.61]]]}},
+            **kwargs,
+        )
+
+
+class Problem(Schema):
+    """RFC 9457 problem details, as every error is answered."""
+
+    type = fields.String(metadata={"example": "about:blank"})
+    title = fields.String(metadata={"example": "Invalid field values"})
+    status = fields.Integer(metadata={"example": 422})
+    detail = fields.String()
+    errors = fields.Dict(
+        keys=fields.String(), values=fields.List(fields.String()),
+        metadata={"description": "field name -> messages"},
+    )
+
+
+# -- groups ----------------------------------------------------------------------------------
+class Group(Schema):
+    id = fields.String(metadata={"format": "uuid"})
+    name = fields.String()
+    description = fields.String()
+    boundary = GeoJSONGeometry()
+    centroid = fields.Nested(LatLon)
+    bbox = fields.List(fields.Float(), metadata={
+        "description": "[min_lon, min_lat, max_lon, max_lat]"})
+    area_m2 = fields.Float()
+    languages = fields.List(fields.String())
+    meeting_info = fields.String()
+    member_count = fields.Integer()
+    version = fields.Integer()
+    updated_at = UTCDateTime()
+
+
+class NearbyGroup(Group):
+    distance_m = fields.Float(metadata={
+        "description": "to the nearest point of the boundary, 0 inside"})
+
+
+class GroupList(Schema):
+    items = fields.List(fields.Nested(Group))
+    next = fields.String(allow_none=True)
+
+
+class NearbyGroupList(Schema):
+    items = fields.List(fields.Nested(NearbyGroup))
+    next = fields.String(allow_none=True)
+
+
+class GroupFeature(Schema):
+    type = fields.String(metadata={"example": "Feature"})
+    id = fields.String()
+    geometry = GeoJSONGeometry()
+    properties = fields.Dict()
+
+
+class GroupFeatureCollection(Schema):
+    type = fields.String(metadata={"example": "FeatureCollection"})
+    features = fields.List(fields.Nested(GroupFeature))
+    next = fields.String(allow_none=True, metadata={
+        "description": "foreign member: the next page, when more groups match"})
+
+
+class GroupCreate(Schema):
+    class Meta:
+        unknown = RAISE
+
+    id = fields.UUID(load_default=None)
+    name = fields.String(required=True, validate=validate.Length(1, 200))
+    description = fields.String(load_default="", validate=validate.Length(max=4000))
+    boundary = GeoJSONGeometry(required=True)
+    languages = fields.List(fields.String(validate=validate.Length(1, 35)), load_default=["en"])
+    meeting_info = fields.String(load_default="", validate=validate.Length(max=4000))
+
+
+class GroupPatch(Schema):
+    class Meta:
+        unknown = RAISE
+
+    name = fields.String(validate=validate.Length(1, 200))
+    description = fields.String(validate=validate.Length(max=4000))
+    boundary = GeoJSONGeometry()
+    languages = fields.List(fields.String(validate=validate.Length(1, 35)))
+    meeting_info = fields.String(validate=validate.Length(max=4000))
+
+    @validates_schema
+    def _not_empty(self, data: dict[str, Any], **kwargs) -> None:
+        if not data:
+            raise ValidationError("give at least one field to change", field_name="_schema")
+
+
+# -- alerts ----------------------------------------------------------------------------------
+class Author(Schema):
+    id = fields.String(allow_none=True)
+    display_name = fields.String()
+
+
+class Alert(Schema):
+    id = fields.String(metadata={"format": "uuid"})
+    group_id = fields.String(metadata={"format": "uuid"})
+    category = fields.String(validate=validate.OneOf(CATEGORIES))
+    severity = fields.String(validate=validate.OneOf(SEVERITIES))
+    urgency = fields.String(validate=validate.OneOf(URGENCIES))
+    certainty = fields.String(validate=validate.OneOf(CERTAINTIES))
+    title = fields.String()
+    body = fields.String()
+    location = fields.Nested(LatLon, allow_none=True)
+    location_precision = fields.String(
+        validate=validate.OneOf(["exact", "approximate"]),
+        metadata={"description": "approximate: snapped to about 150 m for public readers"},
+    )
+    sent_at = UTCDateTime()
+    expires_at = UTCDateTime()
+    status = fields.String(validate=validate.OneOf(ALERT_STATUSES))
+    author = fields.Nested(Author)
+    version = fields.Integer()
+
+
+class NearbyAlert(Alert):
+    distance_m = fields.Float(metadata={"description": "from the location this reader is shown"})
+
+
+class AlertList(Schema):
+    items = fields.List(fields.Nested(Alert))
+    next = fields.String(allow_none=True)
+
+
+class NearbyAlertList(Schema):
+    items = fields.List(fields.Nested(NearbyAlert))
+    next = fields.String(allow_none=True)
+
+
+class AlertCreate(Schema):
+    class Meta:
+        unknown = RAISE
+
+    id = fields.UUID(load_default=None, metadata={"description": "client-made id (offline posts)"})
+    category = fields.String(required=True, validate=validate.OneOf(CATEGORIES))
+    severity = fields.String(load_default="moderate", validate=validate.OneOf(SEVERITIES))
+    urgency = fields.String(load_default="expected", validate=validate.OneOf(URGENCIES))
+    certainty = fields.String(load_default="likely", validate=validate.OneOf(CERTAINTIES))
+    title = fields.String(required=True, validate=validate.Length(1, 120))
+    body = fields.String(load_default="", validate=validate.Length(max=4000))
+    location = fields.Nested(LatLon, load_default=None, allow_none=True)
+    expires_at = UTCDateTime(load_default=None, metadata={
+        "description": "in the future, at most 30 days ahead; default 24 h after sending"})
+
+
+# -- tips and service ------------------------------------------------------------------------
+class Tip(Schema):
+    id = fields.String(metadata={"format": "uuid"})
+    category = fields.String(validate=validate.OneOf(TIP_CATEGORIES))
+    language = fields.String()
+    title = fields.String()
+    body = fields.String()
+    updated_at = UTCDateTime()
+
+
+class TipList(Schema):
+    items = fields.List(fields.Nested(Tip))
+    next = fields.String(allow_none=True)
+
+
+class Health(Schema):
+    status = fields.String(metadata={"example": "ok"})
+    database = fields.String(metadata={"example": "ok"})
