@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: test lint bench clean
+.PHONY: test run lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -11,7 +11,17 @@ $(BIN)/python:
 
 $(VENV)/.installed-dev: setup.cfg pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev,postgres]'
+	touch $@ $(VENV)/.installed-run
+
+$(VENV)/.installed-run: setup.cfg pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[serve]'
 	touch $@
+
+## run: create .venv, the SQLite database and the demo data; serve on 127.0.0.1:8000
+run: $(VENV)/.installed-run
+	$(BIN)/blockwatch init-db
+	$(BIN)/blockwatch load-fixtures
+	$(BIN)/blockwatch serve --host 127.0.0.1 --port 8000
 
 ## test: create .venv, install .[dev], run ruff and the whole pytest suite
 test: $(VENV)/.installed-dev

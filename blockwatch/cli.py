@@ -156,17 +156,23 @@ def purge_tombstones_command(older_than_days: int | None) -> None:
 
 @cli.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=int)
-def serve(host: str, port: int) -> None:
-    """Serve the HTTP API on HOST:PORT."""
-    try:
-        from api import create_app  # noqa: F401 (only checks the API is there)
-    except ImportError:
-        click.echo(
-            "the HTTP API is not part of this version yet: nothing to serve "
-            f"(would listen on {host}:{port})", err=True,
-        )
-        sys.exit(2)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(min=1),
+              help="gunicorn worker processes")
+@click.option("--threads", default=4, show_default=True, type=click.IntRange(min=1),
+              help="threads per gunicorn worker")
+def serve(host: str, port: int, workers: int, threads: int) -> None:
+    """Serve the HTTP API on HOST:PORT (gunicorn when installed)."""
+    from blockwatch.serving import serve as run_server
+
+    db = _database()
+    db.migrate()
+    click.echo(
+        f"Blockwatch API on http://{host}:{port}/v1 (docs: http://{host}:{port}/docs), "
+        f"database {db.engine.url.render_as_string(hide_password=True)}", err=True,
+    )
+    db.dispose()
+    run_server(host, port, workers, threads)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
