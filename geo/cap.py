@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import shapely
 
+from geo.coordinates import finite_number
 from geo.distance import WGS84, distance_m
 from geo.errors import GeometryError, Problem
 
@@ -42,7 +43,7 @@ class Circle:
 
     def __post_init__(self) -> None:
         problems = _coordinate_problems(self.lat, self.lon, "circle centre")
-        if not math.isfinite(self.radius_m) or self.radius_m < 0:
+        if finite_number(self.radius_m) is None or self.radius_m < 0:
             problems.append(
                 Problem(
                     "invalid-radius",
@@ -316,7 +317,7 @@ def _parse_pair(token: str, where: str, problems: list[Problem]) -> tuple[float,
 
 def _coordinate_problems(lat: float, lon: float, where: str) -> list[Problem]:
     problems = []
-    if not (math.isfinite(lat) and math.isfinite(lon)):
+    if finite_number(lat) is None or finite_number(lon) is None:
         problems.append(
             Problem("invalid-coordinate", f"lat,lon {lat!r},{lon!r} is not finite", path=where)
         )

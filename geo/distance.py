@@ -18,8 +18,9 @@ from collections.abc import Sequence
 
 import numpy as np
 import shapely
-from pyproj import Geod
+from pyproj import Geod, Transformer
 
+from geo.coordinates import check_point, finite_number
 from geo.errors import GeometryError
 
 WGS84 = Geod(ellps="WGS84")
@@ -44,8 +45,14 @@ def distance_m(lon1, lat1, lon2, lat2):
         lon1, lat1, lon2, lat2 = np.broadcast_arrays(
             *(np.asarray(v, dtype=float) for v in (lon1, lat1, lon2, lat2))
         )
+        for lons, lats in ((lon1, lat1), (lon2, lat2)):
+            if not (np.isfinite(lons).all() and np.isfinite(lats).all()
+                    and (np.abs(lons) <= 180).all() and (np.abs(lats) <= 90).all()):
+                raise ValueError("longitudes must lie within ±180 and latitudes within ±90")
         _, _, dist = WGS84.inv(lon1, lat1, lon2, lat2, return_back_azimuth=False)
         return np.asarray(dist)
+    check_point(lon1, lat1)
+    check_point(lon2, lat2)
     _, _, dist = WGS84.inv(lon1, lat1, lon2, lat2, return_back_azimuth=False)
     return float(dist)
 
@@ -67,6 +74,7 @@ def metres_per_degree(lat_deg: float) -> tuple[float, float]:
 #: relative error stays below 1e-4 (0.01 %); tests hold it to geopy's geodesic.
 PLANE_MAX_ABS_LAT_DEG = 80.0
 PLANE_MAX_DISTANCE_M = 50_000.0
+_FAR_SEGMENT_DEG = 0.01
 
 
 def distances_from_m(lon: float, lat: float, lons: np.ndarray, lats: np.ndarray) -> np.ndarray:
@@ -136,7 +144,26 @@ def distances_to_geometries_m(lon: float, lat: float, geometries: Sequence) -> n
     ends = ends_m / scale + origin
     dist = distances_from_m(lon, lat, ends[:, 0], ends[:, 1])
     dist[(ends_m[:, 0] == 0.0) & (ends_m[:, 1] == 0.0)] = 0.0
+    # Far away the frame at the query's latitude no longer picks the nearest point well.
+    far = np.flatnonzero(dist > PLANE_MAX_DISTANCE_M)
+    if far.size:
+        dist[far] = _far_distances_m(lon, lat, geometries[far])
     return dist
+
+
+def _far_distances_m(lon: float, lat: float, geometries: np.ndarray) -> np.ndarray:
+    """Distances to far geometries in the azimuthal equidistant projection centred on the point,
+    where every distance from the centre is the geodesic distance, after densifying the edges
+    (straight in longitude and latitude) so they keep their shape there."""
+    to_aeqd = Transformer.from_crs(
+        "EPSG:4326", f"+proj=aeqd +lat_0={lat} +lon_0={lon} +datum=WGS84 +units=m",
+        always_xy=True,
+    )
+    dense = shapely.segmentize(geometries, max_segment_length=_FAR_SEGMENT_DEG)
+    projected = shapely.transform(
+        dense, lambda coords: np.column_stack(to_aeqd.transform(coords[:, 0], coords[:, 1]))
+    )
+    return shapely.distance(shapely.points(0.0, 0.0), projected)
 
 
 def distance_to_m(lon: float, lat: float, geometry) -> float:
@@ -149,6 +176,7 @@ def distance_to_m(lon: float, lat: float, geometry) -> float:
     >>> round(distance_to_m(-122.335, 47.62, block))
     1112
     """
+    check_point(lon, lat)
     return float(distances_to_geometries_m(lon, lat, [geometry])[0])
 
 
@@ -190,20 +218,6 @@ def search_boxes_deg(
     return [(west, south, east, north)]
 
 
-def check_point(lon: float, lat: float) -> None:
-    """Raise ``ValueError`` naming ``lon`` or ``lat`` when it is not a finite WGS84 degree value.
-
-    >>> check_point(-122.3, 47.6)
-    >>> check_point(0.0, 91.0)
-    Traceback (most recent call last):
-    ValueError: lat must be a number within ±90, got 91.0
-    """
-    for name, value, limit in (("lon", lon, 180.0), ("lat", lat, 90.0)):
-        if not (isinstance(value, int | float | np.floating | np.integer)
-                and math.isfinite(value) and -limit <= value <= limit):
-            raise ValueError(f"{name} must be a number within ±{limit:g}, got {value!r}")
-
-
 def snap_to_grid_m(lon: float, lat: float, cell_m: float) -> tuple[float, float]:
     """The centre of the grid cell of about ``cell_m`` metres that holds the point.
 
@@ -215,6 +229,9 @@ def snap_to_grid_m(lon: float, lat: float, cell_m: float) -> tuple[float, float]
     >>> snap_to_grid_m(-122.33412, 47.60621, 150.0)
     (-122.333743, 47.605816)
     """
+    check_point(lon, lat)
+    if finite_number(cell_m) is None or cell_m <= 0:
+        raise ValueError(f"cell_m must be a number of metres > 0, got {cell_m!r}")
     # One fixed band height everywhere, so the grid never depends on the point asked about.
     lat_step = cell_m / _MEAN_M_PER_DEG_LAT
     snapped_lat = (math.floor(lat / lat_step) + 0.5) * lat_step

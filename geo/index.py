@@ -23,9 +23,9 @@ import numpy as np
 import shapely
 from shapely.geometry.base import BaseGeometry
 
+from geo.coordinates import check_point
 from geo.distance import (
     EARTH_HALF_CIRCUMFERENCE_M,
-    check_point,
     distances_from_m,
     distances_to_geometries_m,
     search_boxes_deg,
@@ -73,6 +73,8 @@ class _LayeredTree(ABC):
         with self._lock:
             if key in self._slot_of:
                 self._remove_slot(self._slot_of.pop(key))
+                if self._dead > max(self._merge_at, self._used // 4):
+                    self._compact()
             slot = self._used
             if slot == len(self._geoms):
                 self._grow()
@@ -121,6 +123,9 @@ class _LayeredTree(ABC):
             raise TypeError(f"expected a shapely {' or '.join(self._kinds)}, got {value!r}")
         if value.is_empty:
             raise ValueError("cannot index an empty geometry")
+        if not _on_the_globe(np.asarray(value.bounds)[None, :]):
+            raise ValueError(f"coordinates must be finite, lon within ±180, lat within ±90: "
+                             f"{value.wkt[:80]}")
         return value
 
     def _geometries(self, values: list[Any]) -> np.ndarray:
@@ -128,7 +133,8 @@ class _LayeredTree(ABC):
         if all(isinstance(v, BaseGeometry) for v in values):
             array = _object_array(values)
             kinds = shapely.get_type_id(array)
-            if np.isin(kinds, self._type_ids).all() and not shapely.is_empty(array).any():
+            if (np.isin(kinds, self._type_ids).all() and not shapely.is_empty(array).any()
+                    and _on_the_globe(shapely.bounds(array))):
                 return array
         return _object_array([self._geometry(value) for value in values])
 
@@ -366,3 +372,12 @@ class PointIndex(_LayeredTree):
 def _object_array(values: list[Any]) -> np.ndarray:
     """A 1-d object array of ``values`` (numpy would make tuples into a second dimension)."""
     return np.fromiter(values, dtype=object, count=len(values))
+
+
+def _on_the_globe(bounds: np.ndarray) -> bool:
+    """Whether every ``(min_lon, min_lat, max_lon, max_lat)`` row is finite and in range."""
+    return bool(
+        np.isfinite(bounds).all()
+        and (np.abs(bounds[:, [0, 2]]) <= 180.0).all()
+        and (np.abs(bounds[:, [1, 3]]) <= 90.0).all()
+    )

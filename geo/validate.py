@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import numbers
 import re
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -18,6 +19,7 @@ import shapely
 from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
 
+from geo.coordinates import finite_number, is_lat, is_lon
 from geo.errors import GeometryError, Problem
 
 DEFAULT_MAX_VERTICES = 10_000
@@ -199,12 +201,14 @@ def _position_problems(position: Any, path: str | None) -> Iterator[Problem]:
         yield Problem("malformed", f"position {position!r} is not [lon, lat]", path=path)
         return
     lon, lat = position[0], position[1]
-    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (lon, lat)):
+    if not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in (lon, lat)):
         yield Problem("malformed", f"position {list(position)!r} is not numeric", path=path)
         return
-    if not (math.isfinite(lon) and math.isfinite(lat)):
-        yield Problem("invalid-coordinate", "coordinate is NaN or infinite", (lon, lat), path)
-    elif not (-180 <= lon <= 180 and -90 <= lat <= 90):
+    if finite_number(lon) is None or finite_number(lat) is None:
+        where = tuple(v if finite_number(v) is not None or isinstance(v, float) else math.nan
+                      for v in (lon, lat))
+        yield Problem("invalid-coordinate", "coordinate is NaN or infinite", where, path)
+    elif not (is_lon(lon) and is_lat(lat)):
         yield Problem(
             "out-of-range",
             "coordinate out of range (lon must be within ±180, lat within ±90)",

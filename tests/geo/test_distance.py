@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from geo import distance_m, distance_to_m, distances_to_geometries_m
-from geo.distance import check_point, distances_from_m, search_boxes_deg, snap_to_grid_m
+from geo.coordinates import check_point
+from geo.distance import distances_from_m, search_boxes_deg, snap_to_grid_m
 from tests.geo.reference import distance_to_geometry_m, geopy_m, tolerance_m
 from tests.geo.strategies import places, points_near, polygonal
 
@@ -117,3 +118,29 @@ def test_one_to_many_fast_path_matches_geopy(place, distance, bearing):
     [ours] = distances_from_m(lon, lat, [far.longitude], [far.latitude])
     expected = geopy_m(lon, lat, far.longitude, far.latitude)
     assert ours == pytest.approx(expected, rel=1e-4, abs=1e-3)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.data(), st.floats(50_000.0, 3_000_000.0), st.floats(0.0, 360.0))
+def test_point_to_a_far_polygon_matches_geopy(data, distance, bearing):
+    lon, lat = data.draw(places(max_abs_lat=60.0))
+    geometry = data.draw(polygonal(lon, lat))
+    far = geodesic(meters=distance).destination((lat, lon), bearing)
+    expected = distance_to_geometry_m(far.longitude, far.latitude, geometry)
+    assert distance_to_m(far.longitude, far.latitude, geometry) == pytest.approx(
+        expected, abs=tolerance_m(expected)
+    )
+
+
+@pytest.mark.parametrize(
+    "call",
+    [lambda: distance_m(0, 91, 0, 0), lambda: distance_m(math.nan, 0, 0, 0),
+     lambda: distance_m(1000, 0, 0, 0), lambda: distance_m("a", 0, 0, 0),
+     lambda: distance_m(np.array([0, 200.0]), 0, 0, 0),
+     lambda: distance_to_m(0, 95, shapely.box(0, 0, 1, 1)),
+     lambda: snap_to_grid_m(math.inf, 0, 150), lambda: snap_to_grid_m(0, 0, 0),
+     lambda: distance_m(10**400, 0, 0, 0)],
+)
+def test_bad_coordinates_raise_value_error(call):
+    with pytest.raises(ValueError):
+        call()

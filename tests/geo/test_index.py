@@ -244,3 +244,41 @@ def test_intersecting_a_box_across_the_antimeridian():
     assert index.intersecting(min_lon=179.0, min_lat=0, max_lon=-179.0, max_lat=1) == [
         "east", "west"
     ]
+
+
+def test_nearest_is_by_true_distance_far_away():
+    # Near Seattle, B's box is nearer in degrees but about 2 km farther on the ellipsoid than A.
+    a = shapely.box(-110.0, 40.0, -109.9, 40.1)
+    index = PolygonIndex([("A", a), ("B", shapely.box(-110.5, 47.58, -110.4, 47.62))])
+    truth = {
+        "A": distance_to_geometry_m(-122.3, 47.6, a),
+        "B": distance_to_geometry_m(-122.3, 47.6, index.get("B")),
+    }
+    [(key, distance)] = index.nearest(lon=-122.3, lat=47.6, k=1)
+    assert key == min(truth, key=truth.get)
+    assert distance == pytest.approx(truth[key], rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    "geometry",
+    [shapely.Point(math.nan, 0.0), shapely.Point(190.0, 0.0), shapely.Point(0.0, 95.0)],
+)
+def test_points_outside_the_globe_are_refused(geometry):
+    with pytest.raises(ValueError):
+        PointIndex([("bad", geometry)])
+    with pytest.raises(ValueError):
+        PointIndex().add("bad", geometry)
+
+
+def test_polygons_outside_the_globe_are_refused():
+    with pytest.raises(ValueError):
+        PolygonIndex([("bad", shapely.box(190, 0, 191, 1))])
+
+
+def test_replacing_a_key_many_times_compacts():
+    index = PolygonIndex(merge_at=16)
+    for i in range(1000):
+        index.add("same", shapely.box(i * 0.001, 0, i * 0.001 + 0.0005, 0.0005))
+    assert len(index) == 1
+    assert index._used < 100  # dead slots were compacted away
+    assert index.covering(lon=0.99925, lat=0.00025) == ["same"]
