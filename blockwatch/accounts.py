@@ -13,6 +13,8 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, update
 
+from blockwatch import changelog
+from blockwatch.checks import existing_id
 from blockwatch.db import Database
 from blockwatch.domain import ROLES, Actor, NotAuthenticated, NotFound, ValidationError
 from blockwatch.models import Account, Group, Membership, Token
@@ -29,51 +31,22 @@ def ensure_account(db: Database, display_name: str, *, is_admin: bool = False) -
 
     ``is_admin`` only ever grants admin; it never takes it away from an existing account.
     """
-    display_name = display_name.strip()
-    if not display_name or len(display_name) > 120:
-        raise ValidationError.field("name", "must be 1 to 120 characters")
     with db.write() as session:
-        account = session.scalar(select(Account).where(Account.display_name == display_name))
-        if account is None:
-            account = Account(
-                id=str(uuid.uuid4()), display_name=display_name, is_admin=is_admin,
-                created_at=datetime.now(UTC),
-            )
-            session.add(account)
-        elif is_admin and not account.is_admin:
-            account.is_admin = True
-        return account.id
+        return _ensure_account(session, display_name, is_admin).id
 
 
 def set_membership(db: Database, account_id: str, group_id: str, role: str) -> None:
     """Make the account a ``member`` or ``coordinator`` of the group (replacing its role)."""
-    if role not in ROLES:
-        raise ValidationError.field("role", f"must be one of {', '.join(ROLES)}")
     with db.write() as session:
-        if session.get(Group, group_id) is None:
-            raise NotFound(f"no group {group_id}")
-        membership = session.get(Membership, (account_id, group_id))
-        if membership is None:
-            session.add(Membership(
-                account_id=account_id, group_id=group_id, role=role,
-                created_at=datetime.now(UTC),
-            ))
-        else:
-            membership.role = role
+        _set_membership(session, account_id, group_id, role, demote=True)
 
 
 def issue_token(db: Database, account_id: str, *, expires_in: timedelta | None = None) -> str:
     """A new bearer token for the account; the only time it is ever shown."""
-    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    now = datetime.now(UTC)
     with db.write() as session:
         if session.get(Account, account_id) is None:
             raise NotFound(f"no account {account_id}")
-        session.add(Token(
-            id=str(uuid.uuid4()), account_id=account_id, token_sha256=_sha256(token),
-            created_at=now, expires_at=now + expires_in if expires_in else None,
-        ))
-    return token
+        return _issue_token(session, account_id, expires_in)
 
 
 def create_token(
@@ -84,18 +57,70 @@ def create_token(
     *,
     expires_in: timedelta | None = None,
 ) -> str:
-    """Create (or reuse by name) an account with ``role`` and return a new token for it.
+    """Create (or reuse by name) an account with ``role`` and return a new token for it, in
+    one transaction.
 
-    ``role`` is ``admin``, or ``coordinator`` / ``member`` of ``group_id``.
+    ``role`` is ``admin``, or ``coordinator`` / ``member`` of ``group_id``. Reusing an account
+    adds the role; it never takes one away (a coordinator stays a coordinator).
     """
     if role not in ("admin", *ROLES):
         raise ValidationError.field("role", "must be admin, coordinator or member")
     if role != "admin" and not group_id:
         raise ValidationError.field("group", f"a {role} needs the group they belong to")
-    account_id = ensure_account(db, name, is_admin=role == "admin")
-    if role != "admin":
-        set_membership(db, account_id, group_id, role)
-    return issue_token(db, account_id, expires_in=expires_in)
+    with db.write() as session:
+        account = _ensure_account(session, name, role == "admin")
+        if role != "admin":
+            _set_membership(session, account.id, group_id, role, demote=False)
+        return _issue_token(session, account.id, expires_in)
+
+
+def _ensure_account(session, display_name: object, is_admin: bool) -> Account:
+    if not isinstance(display_name, str) or not display_name.strip() or len(
+        display_name.strip()
+    ) > 120:
+        raise ValidationError.field("name", "must be 1 to 120 characters")
+    display_name = display_name.strip()
+    account = session.scalar(select(Account).where(Account.display_name == display_name))
+    if account is None:
+        account = Account(
+            id=str(uuid.uuid4()), display_name=display_name, is_admin=is_admin,
+            created_at=datetime.now(UTC),
+        )
+        session.add(account)
+        session.flush()
+    elif is_admin and not account.is_admin:
+        account.is_admin = True
+    return account
+
+
+def _set_membership(session, account_id: str, group_id: str, role: str, demote: bool) -> None:
+    if role not in ROLES:
+        raise ValidationError.field("role", f"must be one of {', '.join(ROLES)}")
+    group_id = existing_id(group_id, "group")
+    group = session.get(Group, group_id)
+    if group is None:
+        raise NotFound(f"no group {group_id}")
+    membership = session.get(Membership, (account_id, group_id))
+    if membership is None:
+        session.add(Membership(
+            account_id=account_id, group_id=group_id, role=role, created_at=datetime.now(UTC),
+        ))
+    elif membership.role != role and (demote or role == "coordinator"):
+        membership.role = role
+    else:
+        return
+    # member_count is part of the group: a new version tells caches and sync replicas.
+    changelog.stamp(session, group)
+
+
+def _issue_token(session, account_id: str, expires_in: timedelta | None) -> str:
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    now = datetime.now(UTC)
+    session.add(Token(
+        id=str(uuid.uuid4()), account_id=account_id, token_sha256=_sha256(token),
+        created_at=now, expires_at=now + expires_in if expires_in else None,
+    ))
+    return token
 
 
 def authenticate(db: Database, token: str | None) -> Actor:
@@ -105,6 +130,8 @@ def authenticate(db: Database, token: str | None) -> Actor:
     """
     if not token:
         return Actor.anonymous()
+    if not isinstance(token, str):
+        raise NotAuthenticated("the token is unknown, expired or revoked")
     with db.read() as session:
         row = session.execute(
             select(Token, Account).join(Account).where(Token.token_sha256 == _sha256(token))

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -22,7 +21,7 @@ from sqlalchemy.orm import Session
 
 import geo
 from blockwatch import changelog
-from blockwatch.checks import check_limit, check_point, check_radius, check_uuid
+from blockwatch.checks import check_limit, check_point, check_radius, check_uuid, existing_id
 from blockwatch.db import Database
 from blockwatch.domain import (
     CATEGORIES,
@@ -62,14 +61,18 @@ def post_alert(
     if not actor.is_authenticated:
         raise NotAuthenticated("posting an alert needs a token")
     now = now or datetime.now(UTC)
-    _check_draft(draft, now)
+    _check_draft_fields(draft)
+    group_id = existing_id(group_id, "group")
     alert_id = check_uuid(draft.id) if draft.id else str(uuid.uuid4())
     fingerprint = _fingerprint(group_id, draft)
     try:
         with db.write() as session:
             existing = session.get(AlertRow, alert_id)
             if existing is not None:
+                # A repeat (an offline retry, say) gets the stored alert even if its expiry
+                # has passed since: it is the same request, not a new one.
                 return _repeat(session, actor, existing, group_id, fingerprint), False
+            _check_draft_times(draft, now)
             if session.get(Group, group_id) is None:
                 raise NotFound(f"no group {group_id}")
             if not actor.coordinates(group_id):
@@ -78,7 +81,8 @@ def post_alert(
             row = AlertRow(
                 id=alert_id, group_id=group_id, category=draft.category,
                 severity=draft.severity, urgency=draft.urgency, certainty=draft.certainty,
-                title=draft.title.strip(), body=draft.body, lon=lon, lat=lat,
+                title=draft.title.strip(), body=draft.body,
+                lon=None if lon is None else float(lon), lat=None if lat is None else float(lat),
                 sent_at=now, expires_at=draft.expires_at or now + DEFAULT_LIFETIME,
                 status="active", author_id=actor.account_id, draft_sha256=fingerprint,
                 updated_at=now,
@@ -102,7 +106,7 @@ def cancel_alert(db: Database, actor: Actor, alert_id: str, now: datetime | None
         raise NotAuthenticated("cancelling an alert needs a token")
     now = now or datetime.now(UTC)
     with db.write() as session:
-        row = session.get(AlertRow, check_uuid(alert_id), with_for_update=True)
+        row = session.get(AlertRow, existing_id(alert_id, "alert"), with_for_update=True)
         if row is None:
             raise NotFound(f"no alert {alert_id}")
         if not actor.coordinates(row.group_id):
@@ -134,7 +138,7 @@ def expire_alerts(db: Database, now: datetime | None = None) -> int:
 def get_alert(db: Database, actor: Actor, alert_id: str, now: datetime | None = None) -> Alert:
     """One alert as this actor may see it."""
     with db.read() as session:
-        row = session.get(AlertRow, check_uuid(alert_id))
+        row = session.get(AlertRow, existing_id(alert_id, "alert"))
         if row is None:
             raise NotFound(f"no alert {alert_id}")
         return _view(session, actor, row, now or datetime.now(UTC))
@@ -159,7 +163,10 @@ def alerts_near(
     check_limit(limit, 100)
     if category is not None and category not in CATEGORIES:
         raise ValidationError.field("category", f"must be one of {', '.join(CATEGORIES)}")
-    after = decode_next(next, 2)
+    if since is not None and (not isinstance(since, datetime) or since.tzinfo is None):
+        raise ValidationError.field("since", "must be a time with a time zone")
+    after = decode_next(next, (str, str))
+    after_key = (-_epoch(after[0]), after[1]) if after is not None else None
     now = now or datetime.now(UTC)
     candidates = [
         key for key, _ in db.spatial.alerts.within(
@@ -181,8 +188,8 @@ def alerts_near(
             if distance <= radius_m:
                 hits.append(replace(alert, distance_m=distance))
     hits.sort(key=_newest_first)
-    if after is not None:
-        hits = [a for a in hits if _newest_first(a) > (-_epoch(after[0]), after[1])]
+    if after_key is not None:
+        hits = [a for a in hits if _newest_first(a) > after_key]
     page, more = hits[:limit], len(hits) > limit
     token = encode_next([page[-1].sent_at.isoformat(), page[-1].id]) if more and page else None
     return Page(page, token)
@@ -201,8 +208,10 @@ def alerts_of_group(
     if status not in ("active", "all"):
         raise ValidationError.field("status", "must be active or all")
     check_limit(limit, 100)
-    after = decode_next(next, 2)
+    after = decode_next(next, (str, str))
+    after_sent_at = _parse_time(after[0]) if after is not None else None
     now = now or datetime.now(UTC)
+    group_id = existing_id(group_id, "group")
     with db.read() as session:
         if session.get(Group, group_id) is None:
             raise NotFound(f"no group {group_id}")
@@ -210,10 +219,9 @@ def alerts_of_group(
         if status == "active":
             query = query.where(AlertRow.status == "active", AlertRow.expires_at > now)
         if after is not None:
-            sent_at = _parse_time(after[0])
             query = query.where(
-                (AlertRow.sent_at < sent_at)
-                | ((AlertRow.sent_at == sent_at) & (AlertRow.id > after[1]))
+                (AlertRow.sent_at < after_sent_at)
+                | ((AlertRow.sent_at == after_sent_at) & (AlertRow.id > after[1]))
             )
         rows = session.scalars(
             query.order_by(AlertRow.sent_at.desc(), AlertRow.id).limit(limit + 1)
@@ -225,7 +233,8 @@ def alerts_of_group(
 
 
 # -- helpers ------------------------------------------------------------------------------
-def _check_draft(draft: AlertDraft, now: datetime) -> None:
+def _check_draft_fields(draft: AlertDraft) -> None:
+    """Everything about a draft that does not depend on the time it arrives."""
     errors: dict[str, list[str]] = {}
 
     def fail(name: str, message: str) -> None:
@@ -240,17 +249,28 @@ def _check_draft(draft: AlertDraft, now: datetime) -> None:
     if not isinstance(draft.body, str) or len(draft.body) > 4000:
         fail("body", "must be at most 4000 characters")
     if draft.location is not None:
-        lon, lat = draft.location
-        if not (isinstance(lon, int | float) and math.isfinite(lon) and abs(lon) <= 180
-                and isinstance(lat, int | float) and math.isfinite(lat) and abs(lat) <= 90):
+        try:
+            lon, lat = draft.location
+            check_point(lon, lat, "location")
+        except (TypeError, ValueError):
             fail("location", "must be a point with lat within ±90 and lon within ±180")
-    if draft.expires_at is not None:
-        if draft.expires_at.tzinfo is None:
-            fail("expires_at", "must carry a time zone")
-        elif draft.expires_at <= now:
-            fail("expires_at", "must be in the future")
-        elif draft.expires_at > now + MAX_LIFETIME:
-            fail("expires_at", "must be at most 30 days ahead")
+    if draft.expires_at is not None and (
+        not isinstance(draft.expires_at, datetime) or draft.expires_at.tzinfo is None
+    ):
+        fail("expires_at", "must be a time with a time zone")
+    _raise_if(errors)
+
+
+def _check_draft_times(draft: AlertDraft, now: datetime) -> None:
+    if draft.expires_at is None:
+        return
+    if draft.expires_at <= now:
+        raise ValidationError.field("expires_at", "must be in the future")
+    if draft.expires_at > now + MAX_LIFETIME:
+        raise ValidationError.field("expires_at", "must be at most 30 days ahead")
+
+
+def _raise_if(errors: dict[str, list[str]]) -> None:
     if errors:
         detail = "; ".join(f"{name}: {', '.join(msgs)}" for name, msgs in errors.items())
         raise ValidationError(detail, errors)
@@ -262,7 +282,7 @@ def _fingerprint(group_id: str, draft: AlertDraft) -> str:
         "group_id": group_id, "category": draft.category, "severity": draft.severity,
         "urgency": draft.urgency, "certainty": draft.certainty, "title": draft.title.strip(),
         "body": draft.body,
-        "location": list(draft.location) if draft.location is not None else None,
+        "location": [float(v) for v in draft.location] if draft.location is not None else None,
         "expires_at": draft.expires_at.astimezone(UTC).isoformat() if draft.expires_at else None,
     }
     raw = json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()

@@ -68,10 +68,10 @@ def tombstone(session: Session, entity: str, entity_id: str, group_id: str | Non
     return seq
 
 
-def forget_tombstone(session: Session, entity: str, entity_id: str) -> None:
-    """An entity created again under a deleted id is alive: its old tombstone goes."""
+def forget_tombstones(session: Session, entity: str, entity_ids: list[str]) -> None:
+    """Entities created again under deleted ids are alive: their old tombstones go."""
     session.execute(
-        delete(Tombstone).where(Tombstone.entity == entity, Tombstone.entity_id == entity_id)
+        delete(Tombstone).where(Tombstone.entity == entity, Tombstone.entity_id.in_(entity_ids))
     )
 
 

@@ -2,28 +2,29 @@
 
 from __future__ import annotations
 
-import math
 import uuid
 
-from blockwatch.domain import ValidationError
+from blockwatch.domain import NotFound, ValidationError
+from geo.coordinates import finite_number, is_lat, is_lon
 
 MAX_RADIUS_M = 50_000.0
 
 
-def check_point(lon: float, lat: float) -> None:
-    """Finite WGS84 degrees, or a 422 naming ``lat`` or ``lon``."""
-    for name, value, limit in (("lat", lat, 90.0), ("lon", lon, 180.0)):
-        if isinstance(value, bool) or not (
-            isinstance(value, int | float) and math.isfinite(value) and abs(value) <= limit
-        ):
-            raise ValidationError.field(name, f"must be a number from -{limit:g} to {limit:g}")
+def check_point(lon: object, lat: object, field: str | None = None) -> None:
+    """Finite WGS84 degrees, or a 422 naming ``lat`` or ``lon`` (or ``field``, for a point
+    given as one value)."""
+    if not is_lat(lat):
+        raise ValidationError.field(field or "lat", "latitude must be a number from -90 to 90")
+    if not is_lon(lon):
+        raise ValidationError.field(
+            field or "lon", "longitude must be a number from -180 to 180"
+        )
 
 
 def check_radius(radius_m: float, maximum_m: float = MAX_RADIUS_M) -> None:
     """A radius greater than 0 and at most ``maximum_m``, or a 422 naming ``radius_m``."""
-    if isinstance(radius_m, bool) or not (
-        isinstance(radius_m, int | float) and math.isfinite(radius_m) and 0 < radius_m <= maximum_m
-    ):
+    number = finite_number(radius_m)
+    if number is None or not 0 < number <= maximum_m:
         raise ValidationError.field(
             "radius_m", f"must be greater than 0 and at most {maximum_m:g}"
         )
@@ -42,3 +43,11 @@ def check_uuid(value: object, field: str = "id") -> str:
         return str(uuid.UUID(str(value)))
     except ValueError as error:
         raise ValidationError.field(field, "must be a UUID") from error
+
+
+def existing_id(value: object, what: str) -> str:
+    """The canonical text of an id in a path: an id that is not a UUID names nothing (404)."""
+    try:
+        return str(uuid.UUID(str(value)))
+    except ValueError as error:
+        raise NotFound(f"no {what} {value}") from error

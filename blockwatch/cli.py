@@ -13,8 +13,10 @@ from collections.abc import Sequence
 import click
 
 from blockwatch import __version__
+from blockwatch.config import MIN_TOMBSTONE_HORIZON_DAYS
 from blockwatch.db import Database
 from blockwatch.domain import DomainError
+from geo import GeometryError
 
 
 def _database() -> Database:
@@ -22,13 +24,16 @@ def _database() -> Database:
 
 
 class _Commands(click.Group):
-    """Domain errors (a bad role, a missing group) end a command with their message, exit 1."""
+    """Domain errors (a bad role, a missing group) and unreadable files end a command with their
+    message and exit status 1."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except DomainError as error:
             raise click.ClickException(error.detail) from error
+        except GeometryError as error:
+            raise click.ClickException(str(error)) from error
 
 
 @click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
@@ -138,9 +143,10 @@ def expire_alerts_command() -> None:
 
 
 @cli.command("purge-tombstones")
-@click.option("--older-than-days", type=click.IntRange(min=0), default=None,
-              help="Keep deletes younger than this (default: BLOCKWATCH_TOMBSTONE_HORIZON_DAYS, "
-                   "90).")
+@click.option("--older-than-days", type=click.IntRange(min=MIN_TOMBSTONE_HORIZON_DAYS),
+              default=None,
+              help="Keep deletes younger than this, at least 90 (default: "
+                   "BLOCKWATCH_TOMBSTONE_HORIZON_DAYS, 90).")
 def purge_tombstones_command(older_than_days: int | None) -> None:
     """Forget deletes older than the horizon; sync cursors from before it must reset."""
     from datetime import timedelta
@@ -152,27 +158,6 @@ def purge_tombstones_command(older_than_days: int | None) -> None:
     with db.write() as session:
         purged = purge_tombstones(session, timedelta(days=days))
     click.echo(f"{purged} tombstone(s) older than {days} days purged")
-
-
-@cli.command("serve")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
-@click.option("--workers", default=2, show_default=True, type=click.IntRange(min=1),
-              help="gunicorn worker processes")
-@click.option("--threads", default=4, show_default=True, type=click.IntRange(min=1),
-              help="threads per gunicorn worker")
-def serve(host: str, port: int, workers: int, threads: int) -> None:
-    """Serve the HTTP API on HOST:PORT (gunicorn when installed)."""
-    from blockwatch.serving import serve as run_server
-
-    db = _database()
-    db.migrate()
-    click.echo(
-        f"Blockwatch API on http://{host}:{port}/v1 (docs: http://{host}:{port}/docs), "
-        f"database {db.engine.url.render_as_string(hide_password=True)}", err=True,
-    )
-    db.dispose()
-    run_server(host, port, workers, threads)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 
 DEFAULT_DATABASE_URL = "sqlite:///blockwatch.db"
+MIN_TOMBSTONE_HORIZON_DAYS = 90
 
 
 @dataclass(frozen=True)
@@ -20,8 +21,15 @@ class Settings:
     """
 
     database_url: str = DEFAULT_DATABASE_URL
-    tombstone_horizon_days: int = 90
+    tombstone_horizon_days: int = MIN_TOMBSTONE_HORIZON_DAYS
     index_staleness_s: float = 0.25
+
+    def __post_init__(self) -> None:
+        if self.tombstone_horizon_days < MIN_TOMBSTONE_HORIZON_DAYS:
+            raise ValueError(
+                f"the tombstone horizon must be at least {MIN_TOMBSTONE_HORIZON_DAYS} days "
+                "(the sync protocol promises clients that long)"
+            )
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:

@@ -101,7 +101,8 @@ class Actor:
 
     @property
     def is_authenticated(self) -> bool:
-        return self.account_id is not None
+        """Holds a token (or is the operator at the command line)."""
+        return self.account_id is not None or self.is_admin
 
     def coordinates(self, group_id: str) -> bool:
         """May post, cancel and edit in this group."""
@@ -115,7 +116,7 @@ class Actor:
 ANONYMOUS = Actor()
 #: The operator at the command line: may do what an admin may (it owns no account, so it
 #: creates and edits groups but does not author alerts).
-OPERATOR = Actor(account_id="operator", display_name="blockwatch command line", is_admin=True)
+OPERATOR = Actor(account_id=None, display_name="blockwatch command line", is_admin=True)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 import geo
 from blockwatch import changelog
-from blockwatch.checks import check_limit, check_point, check_radius, check_uuid
+from blockwatch.checks import check_limit, check_point, check_radius, check_uuid, existing_id
 from blockwatch.db import Database
 from blockwatch.domain import (
     Actor,
@@ -39,8 +39,10 @@ from blockwatch.domain import (
 from blockwatch.models import Alert, Membership
 from blockwatch.models import Group as GroupRow
 from blockwatch.paging import decode_next, encode_next
+from geo.coordinates import finite_number
 
 EDITABLE_FIELDS = ("name", "description", "boundary", "languages", "meeting_info")
+_CHUNK = 500  # ids per IN (...) list, well under every database's parameter limit
 _LANGUAGE_TAG = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$")
 
 
@@ -54,7 +56,7 @@ def find_groups_near(
     check_point(lon, lat)
     check_radius(radius_m)
     check_limit(limit, 100)
-    after = decode_next(next, 2)
+    after = decode_next(next, (float, str))
     hits = db.spatial.groups.within(lon=lon, lat=lat, radius_m=radius_m)
     if after is not None:
         hits = [(key, d) for key, d in hits if (d, key) > (after[0], after[1])]
@@ -87,9 +89,11 @@ def groups_in_bbox(
     ``simplify_m`` their boundaries are simplified for drawing."""
     min_lon, min_lat, max_lon, max_lat = _check_bbox(bbox)
     check_limit(limit, 5000)
-    if simplify_m is not None and not (math.isfinite(simplify_m) and 0 <= simplify_m <= 1000):
+    if simplify_m is not None and not (
+        finite_number(simplify_m) is not None and 0 <= simplify_m <= 1000
+    ):
         raise ValidationError.field("simplify_m", "must be a number of metres from 0 to 1000")
-    after = decode_next(next, 1)
+    after = decode_next(next, (str,))
     keys = db.spatial.groups.intersecting(
         min_lon=min_lon, min_lat=min_lat, max_lon=max_lon, max_lat=max_lat
     )
@@ -106,6 +110,7 @@ def groups_in_bbox(
 
 def get_group(db: Database, group_id: str) -> Group:
     """One group; :class:`NotFound` when there is none."""
+    group_id = existing_id(group_id, "group")
     with db.read() as session:
         groups = _load(session, [group_id])
     if group_id not in groups:
@@ -117,20 +122,9 @@ def get_group(db: Database, group_id: str) -> Group:
 def create_group(db: Database, actor: Actor, draft: GroupDraft) -> Group:
     """Create a group (admins only). An invalid boundary is a 422 naming the problem and where."""
     _require_admin(actor)
-    values = _checked_fields({
-        "name": draft.name, "description": draft.description, "boundary": draft.boundary,
-        "languages": draft.languages, "meeting_info": draft.meeting_info,
-    })
-    group_id = check_uuid(draft.id) if draft.id else str(uuid.uuid4())
-    now = datetime.now(UTC)
+    [row] = _new_rows([draft])
     with db.write() as session:
-        if session.get(GroupRow, group_id) is not None:
-            raise ValidationError.field("id", "a group with this id exists")
-        row = GroupRow(id=group_id, created_at=now, updated_at=now)
-        _assign(row, values)
-        changelog.forget_tombstone(session, "group", group_id)
-        changelog.stamp(session, row)
-        session.add(row)
+        _insert(session, [row])
         session.flush()
         return _view(session, row)
 
@@ -138,6 +132,14 @@ def create_group(db: Database, actor: Actor, draft: GroupDraft) -> Group:
 def create_groups(db: Database, actor: Actor, drafts: Iterable[GroupDraft]) -> list[str]:
     """Create many groups in one transaction (all or none); returns their ids."""
     _require_admin(actor)
+    rows = _new_rows(list(drafts))
+    with db.write() as session:
+        _insert(session, rows)
+    return [row.id for row in rows]
+
+
+def _new_rows(drafts: list[GroupDraft]) -> list[GroupRow]:
+    """Checked rows for new groups, before any transaction starts (checking is the slow part)."""
     now = datetime.now(UTC)
     rows = []
     for index, draft in enumerate(drafts):
@@ -146,18 +148,30 @@ def create_groups(db: Database, actor: Actor, drafts: Iterable[GroupDraft]) -> l
                 "name": draft.name, "description": draft.description, "boundary": draft.boundary,
                 "languages": draft.languages, "meeting_info": draft.meeting_info,
             })
+            group_id = check_uuid(draft.id) if draft.id else str(uuid.uuid4())
         except ValidationError as error:
+            if len(drafts) == 1:
+                raise
             raise ValidationError(f"group {index}: {error.detail}", error.errors) from error
-        row = GroupRow(
-            id=check_uuid(draft.id) if draft.id else str(uuid.uuid4()),
-            created_at=now, updated_at=now,
-        )
+        row = GroupRow(id=group_id, created_at=now, updated_at=now)
         _assign(row, values)
         rows.append(row)
-    with db.write() as session:
-        changelog.stamp(session, *rows)
-        session.add_all(rows)
-    return [row.id for row in rows]
+    ids = [row.id for row in rows]
+    if len(set(ids)) != len(ids):
+        raise ValidationError.field("id", "the same id is given to two groups")
+    return rows
+
+
+def _insert(session: Session, rows: list[GroupRow]) -> None:
+    ids = [row.id for row in rows]
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start : start + _CHUNK]
+        taken = session.scalar(select(GroupRow.id).where(GroupRow.id.in_(chunk)).limit(1))
+        if taken is not None:
+            raise ValidationError.field("id", f"a group with id {taken} exists")
+        changelog.forget_tombstones(session, "group", chunk)
+    changelog.stamp(session, *rows)
+    session.add_all(rows)
 
 
 def update_group(
@@ -176,6 +190,7 @@ def update_group(
             f"unknown fields: {', '.join(unknown)}", {f: ["unknown field"] for f in unknown}
         )
     values = _checked_fields(changes)
+    group_id = existing_id(group_id, "group")
     with db.write() as session:
         row = session.get(GroupRow, group_id, with_for_update=True)
         if row is None:
@@ -196,6 +211,7 @@ def update_group(
 def delete_group(db: Database, actor: Actor, group_id: str) -> None:
     """Delete a group and its alerts (admins only), leaving tombstones for sync."""
     _require_admin(actor)
+    group_id = existing_id(group_id, "group")
     with db.write() as session:
         row = session.get(GroupRow, group_id)
         if row is None:
@@ -229,13 +245,23 @@ def _check_bbox(bbox: tuple[float, float, float, float]) -> tuple[float, float, 
 
 
 def check_boundary(boundary: BaseGeometry | Mapping[str, Any]) -> BaseGeometry:
-    """A valid Polygon or MultiPolygon, or a 422 on ``boundary`` naming the problem and where."""
+    """A valid Polygon or MultiPolygon as it will be stored (rounded to 7 decimals, about a
+    centimetre), or a 422 on ``boundary`` naming the problem and where."""
     problems = geo.validate(boundary)
     if not problems:
         geometry = geo.check(boundary)
-        if geometry.geom_type in ("Polygon", "MultiPolygon"):
-            return geometry
-        problems = [geo.Problem("unsupported-type", "a boundary must be a Polygon or MultiPolygon")]
+        if geometry.geom_type not in ("Polygon", "MultiPolygon"):
+            problems = [geo.Problem(
+                "unsupported-type", "a boundary must be a Polygon or MultiPolygon"
+            )]
+        else:
+            stored = shapely.geometry.shape(geo.to_geojson(geometry))
+            problems = [
+                replace(problem, message=f"{problem.message} once rounded to 7 decimals")
+                for problem in geo.validate(stored)
+            ]
+            if not problems:
+                return stored
     messages = [str(problem) for problem in problems]
     raise ValidationError(f"boundary: {'; '.join(messages)}", {"boundary": messages})
 
@@ -265,7 +291,7 @@ def _check_field(name: str, value: Any) -> Any:
             raise ValidationError.field(name, "must be text of at most 4000 characters")
         return value
     if name == "languages":
-        if isinstance(value, str) or not all(
+        if not isinstance(value, list | tuple) or not all(
             isinstance(tag, str) and _LANGUAGE_TAG.match(tag) for tag in value
         ):
             raise ValidationError.field("languages", "must be a list of BCP 47 language tags")

@@ -15,7 +15,7 @@ import shapely
 from sqlalchemy import select
 
 import geo
-from blockwatch.changelog import changes_since, current_seq
+from blockwatch.changelog import changes_since, sync_state
 from blockwatch.models import Alert, Group
 
 if TYPE_CHECKING:
@@ -34,6 +34,7 @@ class SpatialIndex:
         self._seq: int | None = None
         self._checked_at = 0.0
         self._stale = True
+        self._catching_up = False
 
     def mark_stale(self) -> None:
         """This process wrote: the next query catches up first (read your own writes)."""
@@ -57,21 +58,31 @@ class SpatialIndex:
         return self._seq
 
     def _catch_up_if_due(self) -> None:
-        now = time.monotonic()
-        if not self._stale and now - self._checked_at < self._db.settings.index_staleness_s:
+        staleness_s = self._db.settings.index_staleness_s
+        if (not self._stale and not self._catching_up
+                and time.monotonic() - self._checked_at < staleness_s):
             return
+        # Stale, due, or another thread is catching up (perhaps with this thread's own write):
+        # wait for the lock rather than read a half-updated index.
         with self._lock:
-            if not self._stale and now - self._checked_at < self._db.settings.index_staleness_s:
+            if not self._stale and time.monotonic() - self._checked_at < staleness_s:
                 return
+            self._catching_up = True
             self._stale = False
-            self._checked_at = now
-            self.catch_up()
+            started = time.monotonic()
+            try:
+                self.catch_up()
+            finally:
+                self._catching_up = False
+            self._checked_at = started
 
     def catch_up(self) -> None:
         """Apply every change committed since the last catch-up (or load everything)."""
         with self._db.read() as session:
-            through = current_seq(session)
-            if self._seq is None:
+            state = sync_state(session)
+            through = state.seq
+            # Deletes older than the purge horizon have no tombstones left to follow: reload.
+            if self._seq is None or self._seq < state.purged_through_seq:
                 group_rows = session.execute(select(Group.id, Group.boundary_geojson)).all()
                 alert_rows = session.execute(
                     select(Alert.id, Alert.lon, Alert.lat).where(

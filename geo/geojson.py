@@ -17,11 +17,10 @@ from typing import Any
 
 import numpy as np
 import shapely
-from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
 
 from geo.errors import GeometryError, Problem
-from geo.validate import DEFAULT_MAX_VERTICES, validate
+from geo.validate import DEFAULT_MAX_VERTICES, build, validate
 
 GeoJSONSource = str | bytes | os.PathLike | Mapping[str, Any]
 
@@ -173,7 +172,7 @@ def _feature(raw: Any, index: int, max_vertices: int) -> Feature:
     problems = validate(geometry, max_vertices)
     built = None
     if not any(p.code in _UNBUILDABLE for p in problems):
-        built = shape(geometry)
+        built = build(geometry)
     return Feature(feature_id, built, properties, problems)
 
 

@@ -63,7 +63,7 @@ def validate(
     problems = list(_raw_problems(mapping, max_vertices))
     if problems:
         return problems
-    built = geometry if isinstance(geometry, BaseGeometry) else shape(mapping)
+    built = geometry if isinstance(geometry, BaseGeometry) else build(mapping)
     return _geos_problems(built)
 
 
@@ -78,7 +78,25 @@ def check(
     problems = validate(geometry, max_vertices)
     if problems:
         raise GeometryError("; ".join(str(p) for p in problems), problems)
-    return geometry if isinstance(geometry, BaseGeometry) else shape(geometry)
+    return geometry if isinstance(geometry, BaseGeometry) else build(geometry)
+
+
+def build(mapping: Mapping[str, Any]) -> BaseGeometry:
+    """The shapely geometry of a GeoJSON geometry mapping that :func:`validate` passed.
+
+    Positions keep longitude and latitude only: RFC 7946 allows an altitude, and a mix of
+    positions with and without one would otherwise not build at all.
+
+    >>> build({"type": "Point", "coordinates": [1.0, 2.0, 30.0]}).wkt
+    'POINT (1 2)'
+    """
+    return shape({"type": mapping["type"], "coordinates": _planar(mapping["coordinates"])})
+
+
+def _planar(coordinates: Any) -> Any:
+    if coordinates and isinstance(coordinates[0], int | float):
+        return list(coordinates[:2])
+    return [_planar(item) for item in coordinates]
 
 
 def repair(geometry: BaseGeometry) -> BaseGeometry:

@@ -106,6 +106,7 @@ def test_update_is_guarded_by_version_and_role(db):
     coordinator = actor(db, "Coordinator", "coordinator", g.id)
     stranger = actor(db, "Stranger", "coordinator", other.id)
     member = actor(db, "Member", "member", g.id)
+    g = groups.get_group(db, g.id)  # joining members changed its member_count, so its version
     for who in (stranger, member):
         with pytest.raises(Forbidden):
             groups.update_group(db, who, g.id, {"name": "New"}, g.version)
@@ -138,8 +139,10 @@ def test_delete_group_removes_it_from_queries(db):
     assert groups.groups_at(db, -122.318, 47.612) == []
 
 
-def test_member_count(db):
+def test_member_count_is_part_of_the_group_and_of_its_version(db):
     g = group(db)
     actor(db, "One", "member", g.id)
     actor(db, "Two", "coordinator", g.id)
-    assert groups.get_group(db, g.id).member_count == 2
+    now = groups.get_group(db, g.id)
+    assert now.member_count == 2
+    assert now.version > g.version
