@@ -62,8 +62,7 @@ def find_groups_near(
         hits = [(key, d) for key, d in hits if (d, key) > (after[0], after[1])]
     page, more = hits[:limit], len(hits) > limit
     distances = dict(page)
-    with db.read() as session:
-        groups = _load(session, [key for key, _ in page])
+    groups = _cached_views(db, [key for key, _ in page])
     items = [_replace_distance(groups[key], distances[key]) for key, _ in page if key in groups]
     token = encode_next([page[-1][1], page[-1][0]]) if more and page else None
     return Page(items, token)
@@ -73,8 +72,7 @@ def groups_at(db: Database, lon: float, lat: float) -> list[Group]:
     """Groups whose boundary covers the point (edges count); groups may overlap."""
     check_point(lon, lat)
     keys = db.spatial.groups.covering(lon=lon, lat=lat)
-    with db.read() as session:
-        groups = _load(session, keys)
+    groups = _cached_views(db, keys)
     return [groups[key] for key in keys if key in groups]
 
 
@@ -100,8 +98,7 @@ def groups_in_bbox(
     if after is not None:
         keys = [key for key in keys if key > after[0]]
     page, more = keys[:limit], len(keys) > limit
-    with db.read() as session:
-        groups = _load(session, page)
+    groups = _cached_views(db, page)
     items = [groups[key] for key in page if key in groups]
     if simplify_m:
         items = [_with_boundary(g, geo.simplify_m(g.boundary, simplify_m)) for g in items]
@@ -318,6 +315,19 @@ def _assign_boundary(row: GroupRow, boundary: BaseGeometry) -> None:
     centroid = boundary.centroid
     row.centroid_lon, row.centroid_lat = round(centroid.x, 7), round(centroid.y, 7)
     row.area_m2 = geo.area_m2(boundary)
+
+
+def _cached_views(db: Database, ids: list[str]) -> dict[str, Group]:
+    """Views of groups the spatial index just named: from its cache of views (which follows
+    the change log like the index), the rest from the database in one query."""
+    views = db.spatial.cached_views(ids)
+    missing = [key for key in ids if key not in views]
+    if missing:
+        with db.read() as session:
+            loaded = _load(session, missing)
+        db.spatial.remember_views(loaded)
+        views.update(loaded)
+    return views
 
 
 def _load(session: Session, ids: list[str]) -> dict[str, Group]:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import TYPE_CHECKING
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any
 
 import shapely
 from sqlalchemy import select
@@ -21,12 +22,19 @@ from blockwatch.models import Alert, Group
 if TYPE_CHECKING:
     from blockwatch.db import Database
 
+VIEW_CACHE_SIZE = 50_000
+
 
 class SpatialIndex:
     """Group boundaries in a ``geo.PolygonIndex`` and active alert points in a
-    ``geo.PointIndex``, keyed by id."""
+    ``geo.PointIndex``, keyed by id; and the most recently read group views, so hot lists are
+    answered without the database (dropped as soon as the change log says a group changed)."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, cached_views: int = VIEW_CACHE_SIZE) -> None:
+        self._views: OrderedDict[str, Any] = OrderedDict()
+        self._versions: dict[str, int] = {}  # group id -> newest version the index has seen
+        self._views_lock = threading.Lock()
+        self._view_capacity = cached_views
         self._db = db
         self._lock = threading.Lock()
         self._groups = geo.PolygonIndex()
@@ -51,6 +59,37 @@ class SpatialIndex:
         """Points of alerts stored as active (expiry is checked by the caller), current."""
         self._catch_up_if_due()
         return self._alerts
+
+    def cached_views(self, ids: list[str]) -> dict[str, Any]:
+        """The cached views among ``ids`` (after catching up with the change log if due)."""
+        self._catch_up_if_due()
+        found = {}
+        with self._views_lock:
+            for key in ids:
+                view = self._views.get(key)
+                if view is not None and view.version == self._versions.get(key):
+                    self._views.move_to_end(key)
+                    found[key] = view
+        return found
+
+    def remember_views(self, views: dict[str, Any]) -> None:
+        """Keep views just read from the database, the least recently used making room."""
+        with self._views_lock:
+            for key, view in views.items():
+                # A view read just before a change the index has since seen is already old.
+                if view.version >= self._versions.get(key, 0):
+                    self._views[key] = view
+            while len(self._views) > self._view_capacity:
+                self._views.popitem(last=False)
+
+    def _note_versions(self, changes: list) -> None:
+        with self._views_lock:
+            for change in changes:
+                self._views.pop(change.id, None)
+                if change.deleted:
+                    self._versions.pop(change.id, None)
+                else:
+                    self._versions[change.id] = change.seq
 
     @property
     def seq(self) -> int | None:
@@ -83,13 +122,18 @@ class SpatialIndex:
             through = state.seq
             # Deletes older than the purge horizon have no tombstones left to follow: reload.
             if self._seq is None or self._seq < state.purged_through_seq:
-                group_rows = session.execute(select(Group.id, Group.boundary_geojson)).all()
+                group_rows = session.execute(
+                    select(Group.id, Group.boundary_geojson, Group.seq)
+                ).all()
                 alert_rows = session.execute(
                     select(Alert.id, Alert.lon, Alert.lat).where(
                         Alert.status == "active", Alert.lon.is_not(None)
                     )
                 ).all()
                 self._groups = geo.PolygonIndex(_boundaries(group_rows))
+                with self._views_lock:
+                    self._views.clear()
+                    self._versions = {row.id: row.seq for row in group_rows}
                 self._alerts = geo.PointIndex(
                     (row.id, (row.lon, row.lat)) for row in alert_rows
                 )
@@ -101,6 +145,7 @@ class SpatialIndex:
                 session, self._seq, through_seq=through, entities=("group", "alert")
             )
             changed_groups = [c.id for c in changes if c.entity == "group" and not c.deleted]
+            self._note_versions([c for c in changes if c.entity == "group"])
             changed_alerts = [c.id for c in changes if c.entity == "alert" and not c.deleted]
             for change in changes:
                 if change.deleted:
