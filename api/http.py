@@ -3,6 +3,8 @@ request, parsing query strings and JSON bodies through the schemas, ETags, langu
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from typing import Any
 
 from flask import Response, current_app, g, json, request
@@ -59,6 +61,47 @@ def body(cls: type[Schema]) -> dict[str, Any]:
     if not isinstance(document, dict):
         raise BadRequest("the body must be a JSON object")
     return schema(cls).load(document)
+
+
+class _RenderedCache:
+    """JSON text of entities by (schema, id, version): an entity's version changes with every
+    edit, so a rendering never goes stale; the least recently used make room."""
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._texts: OrderedDict[tuple, str] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def text(self, cls: type[Schema], entity: Any) -> str:
+        key = (cls, entity.id, entity.version)
+        with self._lock:
+            found = self._texts.get(key)
+            if found is not None:
+                self._texts.move_to_end(key)
+                return found
+        rendered = json.dumps(schema(cls).dump(entity))
+        with self._lock:
+            self._texts[key] = rendered
+            while len(self._texts) > self._capacity:
+                self._texts.popitem(last=False)
+        return rendered
+
+
+_RENDERED = _RenderedCache(20_000)
+
+
+def respond_page(cls: type[Schema], page: Any, extra: str | None = None) -> Response:
+    """A ``{"items": [...], "next": ...}`` response whose items are rendered by ``cls`` (once
+    per version: lists of the same groups are the hot path) and, with ``extra``, carry that
+    attribute of each item too (``distance_m``), added after the schema's own fields."""
+    parts = []
+    for item in page.items:
+        text = _RENDERED.text(cls, item)
+        if extra is not None:
+            text = f"{text[:-1]}, {json.dumps(extra)}: {json.dumps(getattr(item, extra))}}}"
+        parts.append(text)
+    body = f'{{"items": [{", ".join(parts)}], "next": {json.dumps(page.next)}}}'
+    return Response(body, mimetype="application/json")
 
 
 def dump(cls: type[Schema], obj: Any, many: bool = False) -> Any:

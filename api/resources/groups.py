@@ -29,7 +29,8 @@ class NearbyGroups(Resource):
             http.database(), args["lon"], args["lat"], args["radius_m"], args["limit"],
             args["next"],
         )
-        return http.respond(http.dump(schemas.NearbyGroupList, page))
+        # NearbyGroup is Group plus distance_m: each group is rendered once per version.
+        return http.respond_page(schemas.Group, page, extra="distance_m")
 
 
 @ns.route("/at")
