@@ -56,7 +56,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config.update(
         MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
         RESTX_MASK_SWAGGER=False,
-        ERROR_404_HELP=False,
+        RESTX_ERROR_404_HELP=False,
         COMPRESS_MIMETYPES=["application/json", "application/geo+json",
                             "application/problem+json", "application/cap+xml"],
         COMPRESS_MIN_SIZE=1024,
@@ -81,7 +81,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         validate=False, ordered=True,
     )
     api.add_namespace(groups.ns, path="/groups")
-    api.add_namespace(alerts.group_alerts, path="/groups")
     api.add_namespace(alerts.ns, path="/alerts")
     api.add_namespace(tips.ns, path="/tips")
     api.add_namespace(service.ns, path="")

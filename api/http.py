@@ -9,6 +9,7 @@ from typing import Any
 
 from flask import Response, current_app, g, json, request
 from marshmallow import Schema
+from marshmallow import ValidationError as SchemaValidationError
 from werkzeug.exceptions import BadRequest, UnsupportedMediaType
 
 from blockwatch import accounts
@@ -56,11 +57,45 @@ def body(cls: type[Schema]) -> dict[str, Any]:
     raw = request.get_data(cache=True)
     try:
         document = json.loads(raw)
-    except ValueError as error:
+    except (ValueError, RecursionError) as error:
         raise BadRequest(f"the body is not valid JSON: {error}") from error
     if not isinstance(document, dict):
         raise BadRequest("the body must be a JSON object")
+    _check_text(document, "")
     return schema(cls).load(document)
+
+
+def _check_text(value: Any, path: str) -> None:
+    """Every string of a body must be storable text: no NUL (PostgreSQL refuses it) and no lone
+    surrogate (it has no UTF-8 form). A 422 names the field."""
+    if isinstance(value, str):
+        if "\x00" in value or _has_surrogate(value):
+            raise SchemaValidationError(
+                {path or "_schema": ["must be text without NUL characters or lone surrogates"]}
+            )
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_text(key, path)
+            _check_text(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_text(item, f"{path}.{index}" if path else str(index))
+
+
+def _has_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def authenticated_actor() -> Actor:
+    """The actor of a write: without a token, a 401 before anything else is judged."""
+    who = actor()
+    if not who.is_authenticated:
+        raise NotAuthenticated("this needs 'Authorization: Bearer <token>'")
+    return who
 
 
 class _RenderedCache:
@@ -116,8 +151,10 @@ def respond(
     version: int | None = None,
     mimetype: str = "application/json",
     headers: dict[str, str] | None = None,
+    body: bytes | str | None = None,
 ) -> Response:
-    """A JSON response; with ``version``, an ``ETag`` and the 304 of ``If-None-Match``."""
+    """A JSON response (or ``body`` as given); with ``version``, an ``ETag`` and the 304 of
+    ``If-None-Match``."""
     if version is not None:
         etag = f'"{version}"'
         if status == 200 and request.method == "GET" and etag_matches(
@@ -126,7 +163,8 @@ def respond(
             response = Response(status=304)
             response.headers["ETag"] = etag
             return response
-    response = Response(json.dumps(payload), status=status, mimetype=mimetype)
+    content = body if body is not None else json.dumps(payload)
+    response = Response(content, status=status, mimetype=mimetype)
     if version is not None:
         response.headers["ETag"] = f'"{version}"'
     for name, value in (headers or {}).items():

@@ -44,4 +44,6 @@ def model(namespace: Namespace, schema: type[Schema]):
 def query_params(schema: type[Schema]) -> dict[str, dict[str, Any]]:
     """The query parameters a schema reads, as ``Namespace.doc(params=...)`` takes them."""
     params = _PLUGIN.converter.schema2parameters(schema, location="query")
+    for param in params:
+        param.pop("example", None)  # Swagger 2.0 has no examples on query parameters
     return {param.pop("name"): param for param in params}

@@ -11,6 +11,7 @@ from http import HTTPStatus
 
 from flask import Response, current_app, json
 from marshmallow import ValidationError as SchemaValidationError
+from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
 from blockwatch.domain import DomainError, PreconditionFailed
@@ -72,5 +73,9 @@ def problem_for(error: BaseException) -> Response:
         if error.code == 405 and error.valid_methods:
             headers["Allow"] = ", ".join(sorted(error.valid_methods))
         return problem(error.code or 500, error.description or "", headers=headers)
+    if isinstance(error, OperationalError):
+        current_app.logger.error("database unavailable: %s", error)
+        return problem(503, "the database is unavailable; try again shortly",
+                       headers={"Retry-After": "5"})
     current_app.logger.exception("unexpected error", exc_info=error)
     return problem(500, "the server failed; the error is logged")

@@ -48,7 +48,10 @@ class UTCDateTime(fields.DateTime):
         parsed = super()._deserialize(value, attr, data, **kwargs)
         if parsed.tzinfo is None:
             raise ValidationError("must carry a time zone, e.g. 2026-11-23T18:04:05Z")
-        return parsed.astimezone(UTC)
+        try:
+            return parsed.astimezone(UTC)
+        except OverflowError as error:
+            raise ValidationError("must lie between the years 1 and 9999 in UTC") from error
 
 
 def _latitude(**kwargs) -> fields.Float:
@@ -68,7 +71,8 @@ def _radius(default_m: float) -> fields.Float:
     return fields.Float(
         load_default=default_m, allow_nan=False,
         validate=validate.Range(min=0, max=MAX_RADIUS_M, min_inclusive=False),
-        metadata={"description": f"metres, greater than 0 and at most {MAX_RADIUS_M}"},
+        metadata={"description": f"metres, greater than 0 and at most {MAX_RADIUS_M}",
+                  "exclusiveMinimum": True},
     )
 
 

@@ -3,16 +3,17 @@ one alert as JSON or as a CAP 1.2 document."""
 
 from __future__ import annotations
 
-from flask import Response, request
+from flask import request
 from flask_restx import Namespace, Resource
 
 from api import http, schemas
 from api.openapi import model, query_params
+from api.resources.groups import ns as groups_ns
 from blockwatch import alerts
 from blockwatch.domain import AlertDraft
 
 ns = Namespace("alerts", description="Alerts posted by coordinators")
-group_alerts = Namespace("groups", description="Block watch groups and their boundaries")
+group_alerts = groups_ns  # /v1/groups/{id}/alerts belongs with the groups in the docs
 
 CAP_XML = "application/cap+xml"
 _problem = model(ns, schemas.Problem)
@@ -24,6 +25,7 @@ class NearbyAlerts(Resource):
     @ns.doc(params=query_params(schemas.NearbyAlertsQuery))
     @ns.response(200, "Active alerts within radius_m, newest first",
                  model(ns, schemas.NearbyAlertList))
+    @ns.response(401, "A bad token (send none to read as the public)", _problem)
     @ns.response(422, "A parameter out of range", _problem)
     def get(self):
         """Active alerts near a point; the public sees locations rounded to about 150 m."""
@@ -42,19 +44,19 @@ class AlertItem(Resource):
     @ns.response(200, "The alert (or, with Accept: application/cap+xml, a CAP 1.2 document)",
                  model(ns, schemas.Alert))
     @ns.response(304, "Not modified since the ETag in If-None-Match")
+    @ns.response(401, "A bad token (send none to read as the public)", _problem)
     @ns.response(404, "No such alert", _problem)
     def get(self, alert_id: str):
         """One alert."""
-        best = request.accept_mimetypes.best_match(["application/json", CAP_XML])
-        if best == CAP_XML and request.accept_mimetypes[CAP_XML] > request.accept_mimetypes[
-            "application/json"
-        ]:
+        accept = request.accept_mimetypes
+        if accept[CAP_XML] > accept["application/json"]:
             document, version = alerts.alert_as_cap(http.database(), http.actor(), alert_id)
-            response = Response(document, mimetype=CAP_XML)
-            response.headers["ETag"] = f'"{version}"'
-            return response
-        alert = alerts.get_alert(http.database(), http.actor(), alert_id)
-        return http.respond(http.dump(schemas.Alert, alert), version=alert.version)
+            response = http.respond(None, version=version, body=document, mimetype=CAP_XML)
+        else:
+            alert = alerts.get_alert(http.database(), http.actor(), alert_id)
+            response = http.respond(http.dump(schemas.Alert, alert), version=alert.version)
+        response.headers["Vary"] = "Accept, Authorization"
+        return response
 
 
 @ns.route("/<string:alert_id>/cancel")
@@ -67,7 +69,7 @@ class CancelAlert(Resource):
     @ns.doc(security="bearer")
     def post(self, alert_id: str):
         """Cancel an alert (its group's coordinators, admins); cancelling twice is harmless."""
-        alert = alerts.cancel_alert(http.database(), http.actor(), alert_id)
+        alert = alerts.cancel_alert(http.database(), http.authenticated_actor(), alert_id)
         return http.respond(http.dump(schemas.Alert, alert), version=alert.version)
 
 
@@ -77,6 +79,8 @@ class GroupAlerts(Resource):
     @group_alerts.doc(params=query_params(schemas.GroupAlertsQuery))
     @group_alerts.response(200, "The group's alerts, newest first",
                            model(group_alerts, schemas.AlertList))
+    @group_alerts.response(401, "A bad token (send none to read as the public)",
+                           _group_problem)
     @group_alerts.response(404, "No such group", _group_problem)
     @group_alerts.response(422, "A parameter out of range", _group_problem)
     def get(self, group_id: str):
@@ -99,6 +103,7 @@ class GroupAlerts(Resource):
     @group_alerts.doc(security="bearer")
     def post(self, group_id: str):
         """Post an alert in a group you coordinate; idempotent on a client-made id."""
+        who = http.authenticated_actor()
         fields = http.body(schemas.AlertCreate)
         draft = AlertDraft(
             id=str(fields["id"]) if fields["id"] else None, category=fields["category"],
@@ -106,7 +111,7 @@ class GroupAlerts(Resource):
             certainty=fields["certainty"], body=fields["body"], location=fields["location"],
             expires_at=fields["expires_at"],
         )
-        alert, created = alerts.post_alert(http.database(), http.actor(), group_id, draft)
+        alert, created = alerts.post_alert(http.database(), who, group_id, draft)
         return http.respond(
             http.dump(schemas.Alert, alert), 201 if created else 200, version=alert.version,
             headers={"Location": f"{request.script_root}/v1/alerts/{alert.id}"},

@@ -79,13 +79,14 @@ class GroupCollection(Resource):
     @ns.doc(security="bearer")
     def post(self):
         """Create a group (admins)."""
+        who = http.authenticated_actor()
         fields = http.body(schemas.GroupCreate)
         draft = GroupDraft(
             id=str(fields["id"]) if fields["id"] else None, name=fields["name"],
             boundary=fields["boundary"], description=fields["description"],
             languages=tuple(fields["languages"]), meeting_info=fields["meeting_info"],
         )
-        created = groups.create_group(http.database(), http.actor(), draft)
+        created = groups.create_group(http.database(), who, draft)
         return http.respond(
             http.dump(schemas.Group, created), 201, version=created.version,
             headers={"Location": f"{request.script_root}/v1/groups/{created.id}"},
@@ -107,6 +108,7 @@ class GroupItem(Resource):
     @ns.param("If-Match", 'The ETag of the version edited, e.g. "42"', _in="header",
               required=True)
     @ns.response(200, "The edited group", model(ns, schemas.Group))
+    @ns.response(400, "A malformed If-Match or body", _problem)
     @ns.response(401, "No or bad token", _problem)
     @ns.response(403, "Not a coordinator of this group nor an admin", _problem)
     @ns.response(404, "No such group", _problem)
@@ -116,9 +118,10 @@ class GroupItem(Resource):
     @ns.doc(security="bearer")
     def patch(self, group_id: str):
         """Edit a group (its coordinators, admins): whole-field replacement."""
+        who = http.authenticated_actor()
         expected = http.if_match_version()
         if expected is None:
             raise PreconditionRequired('send If-Match with the ETag you edited, e.g. "42"')
         changes = http.body(schemas.GroupPatch)
-        group = groups.update_group(http.database(), http.actor(), group_id, changes, expected)
+        group = groups.update_group(http.database(), who, group_id, changes, expected)
         return http.respond(http.dump(schemas.Group, group), version=group.version)

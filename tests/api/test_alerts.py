@@ -472,9 +472,6 @@ def test_json_stays_the_default_representation(client, db, group, people):
         assert response.mimetype == "application/json", accept
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: GET /v1/alerts/{id} with Accept: application/cap+xml ignores If-None-Match and "
-    "answers 200 with the whole document (API.md: reads of single resources give 304)"))
 def test_cap_if_none_match_gives_304(client, db, group, people):
     alert = make_alert(db, people["author"], group.id)
     tag = _cap(client, alert.id).headers["ETag"]
@@ -483,10 +480,6 @@ def test_cap_if_none_match_gives_304(client, db, group, people):
     assert response.status_code == 304
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: GET /v1/alerts/{id} chooses JSON or CAP XML by Accept but does not send "
-    "'Vary: Accept', so a shared cache may hand the CAP document to a JSON client "
-    "(RFC 9110 12.5.5)"))
 def test_the_alert_representation_varies_by_accept(client, db, group, people):
     alert = make_alert(db, people["author"], group.id)
     for headers in ({}, {"Accept": "application/cap+xml"}):

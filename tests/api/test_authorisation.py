@@ -169,10 +169,6 @@ INVALID_TOO = [
 ]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: the body (422/400/415) and If-Match (428) are judged before the token: a request "
-    "with an unknown token, or none, gets 422/428 instead of 401 (API.md: 401 no or bad "
-    "token), which also shows unauthenticated callers how their body would be judged"))
 @pytest.mark.parametrize("header", [None, "Bearer bw_unknown-token"], ids=["none", "unknown"])
 @pytest.mark.parametrize(("method", "path", "kwargs"), INVALID_TOO)
 def test_a_bad_token_is_401_whatever_else_is_wrong(client, world, method, path, kwargs,

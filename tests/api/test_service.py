@@ -146,9 +146,6 @@ def test_openapi_documents_ranges_and_choices(document):
     assert set(status["status"]["enum"]) >= {"active", "all"}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: radius_m is documented with minimum 0 but no exclusiveMinimum, so radius_m=0 reads "
-    "as valid to generated clients and fuzzers, yet the server answers 422"))
 def test_openapi_radius_m_excludes_zero(document):
     for path in ("/groups/nearby", "/alerts/nearby"):
         radius = {p["name"]: p for p in _parameters(document, "GET", path)}["radius_m"]
@@ -207,18 +204,11 @@ def test_openapi_describes_the_objects_of_the_contract(document):
         "type", "title", "status", "detail", "errors"}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: /v1/openapi.json is not valid Swagger 2.0: the lat, lon and bbox query parameters "
-    "carry 'example' (not allowed on non-body parameters; x-example is), and the top-level "
-    "'tags' lists 'groups' twice (uniqueItems), since two namespaces are named 'groups'"))
 def test_openapi_validates_against_the_swagger_2_schema(document):
     errors = list(jsonschema.Draft4Validator(dict(OAS_20)).iter_errors(document))
     assert errors == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: query parameters lat, lon (groups/nearby, groups/at, alerts/nearby) and bbox carry "
-    "'example', which Swagger 2.0 does not allow on non-body parameters"))
 def test_openapi_query_parameters_carry_only_swagger_2_fields(document):
     allowed = {"name", "in", "description", "required", "type", "format", "allowEmptyValue",
                "items", "collectionFormat", "default", "maximum", "exclusiveMaximum",
@@ -231,9 +221,6 @@ def test_openapi_query_parameters_carry_only_swagger_2_fields(document):
                 assert not extra, (method, path, parameter["name"], extra)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: the top-level 'tags' of /v1/openapi.json lists 'groups' twice (api/resources/"
-    "alerts.py names its group_alerts namespace 'groups' too); Swagger 2.0 wants unique tags"))
 def test_openapi_tags_are_unique(document):
     names = [tag["name"] for tag in document["tags"]]
     assert len(names) == len(set(names))
@@ -241,11 +228,6 @@ def test_openapi_tags_are_unique(document):
 
 # Statuses the API deliberately answers that the document does not list for the operation: a
 # generated client cannot decode them and a fuzzer's status check flags them.
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: statuses answered but not documented for their operation: 401 for a bad token on "
-    "the public reads GET /v1/alerts/nearby, GET /v1/alerts/{id} and "
-    "GET /v1/groups/{id}/alerts (which read the token to choose exact or public locations); "
-    "400 for a malformed If-Match on PATCH /v1/groups/{id}"))
 @pytest.mark.parametrize(("method", "url", "path", "headers"), [
     ("GET", "/v1/alerts/nearby?lat=47.6&lon=-122.3", "/alerts/nearby", "bad-token"),
     ("GET", "/v1/alerts/{alert}", "/alerts/{alert_id}", "bad-token"),
