@@ -133,15 +133,24 @@ def authenticate(db: Database, token: str | None) -> Actor:
     if not isinstance(token, str):
         raise NotAuthenticated("the token is unknown, expired or revoked")
     with db.read() as session:
-        row = session.execute(
-            select(Token, Account).join(Account).where(Token.token_sha256 == _sha256(token))
-        ).first()
-        now = datetime.now(UTC)
-        if row is None or row.Token.revoked_at is not None or (
-            row.Token.expires_at is not None and row.Token.expires_at <= now
-        ):
-            raise NotAuthenticated("the token is unknown, expired or revoked")
-        return _actor(session, row.Account)
+        rows = session.execute(
+            select(
+                Account.id, Account.display_name, Account.is_admin, Token.expires_at,
+                Token.revoked_at, Membership.group_id, Membership.role,
+            )
+            .select_from(Token)
+            .join(Account, Account.id == Token.account_id)
+            .outerjoin(Membership, Membership.account_id == Account.id)
+            .where(Token.token_sha256 == _sha256(token))
+        ).all()
+    now = datetime.now(UTC)
+    if not rows or rows[0].revoked_at is not None or (
+        rows[0].expires_at is not None and rows[0].expires_at <= now
+    ):
+        raise NotAuthenticated("the token is unknown, expired or revoked")
+    first = rows[0]
+    roles = {row.group_id: row.role for row in rows if row.group_id is not None}
+    return Actor(first.id, first.display_name, first.is_admin, roles)
 
 
 def actor_for(db: Database, account_id: str) -> Actor:

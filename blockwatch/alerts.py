@@ -67,16 +67,18 @@ def post_alert(
     fingerprint = _fingerprint(group_id, draft)
     try:
         with db.write() as session:
-            existing = session.get(AlertRow, alert_id)
+            existing = session.get(AlertRow, alert_id) if draft.id else None
             if existing is not None:
                 # A repeat (an offline retry, say) gets the stored alert even if its expiry
                 # has passed since: it is the same request, not a new one.
                 return _repeat(session, actor, existing, group_id, fingerprint), False
             _check_draft_times(draft, now)
-            if session.get(Group, group_id) is None:
-                raise NotFound(f"no group {group_id}")
             if not actor.coordinates(group_id):
+                if session.get(Group, group_id) is None:
+                    raise NotFound(f"no group {group_id}")
                 raise Forbidden("only the group's coordinators and admins may post alerts in it")
+            # The group's existence is left to its foreign key (handled below): one query less
+            # on the hot path.
             lon, lat = draft.location if draft.location is not None else (None, None)
             row = AlertRow(
                 id=alert_id, group_id=group_id, category=draft.category,
@@ -92,12 +94,15 @@ def post_alert(
             session.flush()
             return _view(session, actor, row, now), True
     except IntegrityError:
-        # Two posts with the same client id raced; the other one won: answer as a repeat.
+        # Two posts with the same client id raced (the other one won: answer as a repeat), or
+        # the group does not exist (any more).
         with db.read() as session:
             existing = session.get(AlertRow, alert_id)
-            if existing is None:
-                raise
-            return _repeat(session, actor, existing, group_id, fingerprint), False
+            if existing is not None:
+                return _repeat(session, actor, existing, group_id, fingerprint), False
+            if session.get(Group, group_id) is None:
+                raise NotFound(f"no group {group_id}") from None
+            raise
 
 
 def cancel_alert(db: Database, actor: Actor, alert_id: str, now: datetime | None = None) -> Alert:
@@ -313,7 +318,9 @@ def _view(session: Session, actor: Actor, row: AlertRow, now: datetime) -> Alert
             row.lon, row.lat, PUBLIC_LOCATION_CELL_M
         )
     author_name = ""
-    if row.author_id is not None:
+    if row.author_id is not None and row.author_id == actor.account_id:
+        author_name = actor.display_name or ""
+    elif row.author_id is not None:
         author_name = session.scalar(
             select(Account.display_name).where(Account.id == row.author_id)
         ) or ""
