@@ -16,7 +16,7 @@ from flask_compress import Compress
 from flask_restx import Api
 from werkzeug.exceptions import HTTPException
 
-from api import openapi
+from api import http, openapi
 from api.problems import problem_for
 from blockwatch import __version__
 from blockwatch.config import Settings
@@ -72,6 +72,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             index_staleness_s=settings.index_staleness_s,
         ))
     app.extensions["blockwatch.db"] = database
+    # Renderings of entities by version, per app (so per database): enough for every group of
+    # a large city without evicting on every request.
+    app.extensions["blockwatch.rendered"] = http.RenderedCache(
+        int(app.config.get("BLOCKWATCH_RENDER_CACHE", 100_000))
+    )
 
     blueprint = Blueprint("v1", __name__, url_prefix="/v1")
     api = BlockwatchApi(

@@ -3,6 +3,7 @@ request, parsing query strings and JSON bodies through the schemas, ETags, langu
 
 from __future__ import annotations
 
+import json as _stdlib_json
 import threading
 from collections import OrderedDict
 from typing import Any
@@ -98,7 +99,7 @@ def authenticated_actor() -> Actor:
     return who
 
 
-class _RenderedCache:
+class RenderedCache:
     """JSON text of entities by (schema, id, version): an entity's version changes with every
     edit, so a rendering never goes stale; the least recently used make room."""
 
@@ -114,7 +115,7 @@ class _RenderedCache:
             if found is not None:
                 self._texts.move_to_end(key)
                 return found
-        rendered = json.dumps(schema(cls).dump(entity))
+        rendered = _stdlib_json.dumps(schema(cls).dump(entity))
         with self._lock:
             self._texts[key] = rendered
             while len(self._texts) > self._capacity:
@@ -122,20 +123,19 @@ class _RenderedCache:
         return rendered
 
 
-_RENDERED = _RenderedCache(20_000)
-
-
-def respond_page(cls: type[Schema], page: Any, extra: str | None = None) -> Response:
-    """A ``{"items": [...], "next": ...}`` response whose items are rendered by ``cls`` (once
-    per version: lists of the same groups are the hot path) and, with ``extra``, carry that
-    attribute of each item too (``distance_m``), added after the schema's own fields."""
-    parts = []
-    for item in page.items:
-        text = _RENDERED.text(cls, item)
-        if extra is not None:
-            text = f"{text[:-1]}, {json.dumps(extra)}: {json.dumps(getattr(item, extra))}}}"
-        parts.append(text)
-    body = f'{{"items": [{", ".join(parts)}], "next": {json.dumps(page.next)}}}'
+def respond_page(cls: type[Schema], page: Any, distances_m: list[float] | None = None
+                 ) -> Response:
+    """A ``{"items": [...], "next": ...}`` response whose items are rendered by ``cls``, once
+    per entity version (lists of the same groups are the hot path); with ``distances_m``, each
+    item also carries its ``distance_m``, after the schema's own fields."""
+    rendered: RenderedCache = current_app.extensions["blockwatch.rendered"]
+    parts = [rendered.text(cls, item) for item in page.items]
+    if distances_m is not None:
+        parts = [
+            f'{text[:-1]}, "distance_m": {distance!r}}}'
+            for text, distance in zip(parts, distances_m, strict=True)
+        ]
+    body = f'{{"items": [{", ".join(parts)}], "next": {_stdlib_json.dumps(page.next)}}}'
     return Response(body, mimetype="application/json")
 
 

@@ -76,7 +76,9 @@ class Database:
             self.engine = _sqlite_engine(self.url)
             write_engine = self.engine.execution_options(sqlite_begin="IMMEDIATE")
         else:
-            self.engine = create_engine(self.url, pool_pre_ping=True, pool_size=10)
+            # No pre-ping round trip per checkout on the hot path; a dropped connection fails
+            # one request (answered 503), and connections are recycled hourly.
+            self.engine = create_engine(self.url, pool_size=10, pool_recycle=3600)
             write_engine = self.engine
         self._reader = sessionmaker(self.engine, expire_on_commit=False)
         self._writer = sessionmaker(write_engine, expire_on_commit=False)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from shapely.geometry.base import BaseGeometry
 
@@ -147,7 +147,13 @@ class Group:
     member_count: int
     version: int
     updated_at: datetime
-    distance_m: float | None = None
+
+
+class GroupNearby(NamedTuple):
+    """A group and its distance from the point asked about (0 inside)."""
+
+    group: Group
+    distance_m: float
 
 
 @dataclass(frozen=True)

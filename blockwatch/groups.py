@@ -30,6 +30,7 @@ from blockwatch.domain import (
     Forbidden,
     Group,
     GroupDraft,
+    GroupNearby,
     NotAuthenticated,
     NotFound,
     Page,
@@ -51,8 +52,8 @@ def find_groups_near(
     db: Database, lon: float, lat: float, radius_m: float = 1000.0, limit: int = 20,
     next: str | None = None,
 ) -> Page:
-    """Groups whose boundary lies within ``radius_m`` of the point, each with ``distance_m``
-    (0 inside), sorted by distance then id."""
+    """Groups whose boundary lies within ``radius_m`` of the point, as :class:`GroupNearby`
+    (the group and its ``distance_m``, 0 inside), sorted by distance then id."""
     check_point(lon, lat)
     check_radius(radius_m)
     check_limit(limit, 100)
@@ -63,7 +64,7 @@ def find_groups_near(
     page, more = hits[:limit], len(hits) > limit
     distances = dict(page)
     groups = _cached_views(db, [key for key, _ in page])
-    items = [_replace_distance(groups[key], distances[key]) for key, _ in page if key in groups]
+    items = [GroupNearby(groups[key], distances[key]) for key, _ in page if key in groups]
     token = encode_next([page[-1][1], page[-1][0]]) if more and page else None
     return Page(items, token)
 
@@ -358,10 +359,6 @@ def _view(session: Session, row: GroupRow, member_count: int | None = None) -> G
         area_m2=row.area_m2, languages=tuple(row.languages), meeting_info=row.meeting_info,
         member_count=member_count, version=row.seq, updated_at=row.updated_at,
     )
-
-
-def _replace_distance(group: Group, distance_m: float) -> Group:
-    return replace(group, distance_m=distance_m)
 
 
 def _with_boundary(group: Group, boundary: BaseGeometry) -> Group:

@@ -10,7 +10,7 @@ import geo
 from api import http, schemas
 from api.openapi import model, query_params
 from blockwatch import groups
-from blockwatch.domain import GroupDraft
+from blockwatch.domain import GroupDraft, Page
 
 ns = Namespace("groups", description="Block watch groups and their boundaries")
 
@@ -30,7 +30,10 @@ class NearbyGroups(Resource):
             args["next"],
         )
         # NearbyGroup is Group plus distance_m: each group is rendered once per version.
-        return http.respond_page(schemas.Group, page, extra="distance_m")
+        return http.respond_page(
+            schemas.Group, Page([hit.group for hit in page.items], page.next),
+            [hit.distance_m for hit in page.items],
+        )
 
 
 @ns.route("/at")

@@ -37,8 +37,9 @@ def test_groups_at_and_near_use_true_distances(db):
     at = groups.groups_at(db, -122.3175, 47.6115)
     assert [g.id for g in at] == sorted([a.id, overlapping.id])
     near = groups.find_groups_near(db, -122.3175, 47.6115, radius_m=1000)
-    assert [g.id for g in near.items][:2] == sorted([a.id, overlapping.id])
-    assert near.items[2].id == b.id
+    assert [hit.group.id for hit in near.items][:2] == sorted([a.id, overlapping.id])
+    assert [hit.distance_m for hit in near.items][:2] == [0.0, 0.0]
+    assert near.items[2].group.id == b.id
     assert near.items[2].distance_m == pytest.approx(0.0075 * 75_150, rel=0.01)
     assert near.next is None
 
@@ -48,7 +49,7 @@ def test_nearby_pages_with_next(db):
     first = groups.find_groups_near(db, -122.32, 47.61, radius_m=5000, limit=2)
     second = groups.find_groups_near(db, -122.32, 47.61, radius_m=5000, limit=2, next=first.next)
     third = groups.find_groups_near(db, -122.32, 47.61, radius_m=5000, limit=2, next=second.next)
-    ids = [g.id for page in (first, second, third) for g in page.items]
+    ids = [hit.group.id for page in (first, second, third) for hit in page.items]
     assert ids == [g.id for g in made]
     assert third.next is None
 
