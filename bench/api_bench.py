@@ -6,27 +6,33 @@ What it measures:
 * **``GET /v1/groups/nearby`` against bare Flask.** A SQLite database (in a temporary
   directory) gets N synthetic city blocks (``geo_bench.make_blocks``, default 100,000) through
   ``blockwatch.groups.create_groups`` in chunks of 10,000; the build is timed. Two gunicorn
-  servers run side by side with the same setup (gthread, 2 workers, 4 threads, 127.0.0.1):
-  (a) our app, ``api:create_app()``, and (b) a bare Flask app with one route that
-  ``json.dumps`` a captured response of (a) on every request (the response of median size over
-  the first query points), so both send the same bytes. Both are warmed up (each worker builds
-  its spatial index on its first query), then loaded in turn, A, B, A, B, by the same load
-  generator: C client processes, each with one keep-alive ``http.client`` connection (reopened
-  every few hundred requests, so the kernel's choice of worker averages out), asking the same
-  query points (radius_m=1000, limit=20), bounded by a request count and a time. Reported:
-  requests/s, p50 and p99 latency, server CPU per request (the workers' utime + stime from
-  /proc, the figure least disturbed by a noisy machine), each as the median over the runs, and
-  the ratio ours / bare.
+  servers run side by side with the same setup (gthread, 2 workers, 4 threads, 127.0.0.1, as
+  ``blockwatch serve`` runs it but without its access log): (a) our app, ``api:create_app()``,
+  and (b) a bare Flask app with one route that ``json.dumps`` a captured response of (a) on
+  every request (the response of median size over the first query points), so both send the
+  same bytes. Both are warmed up on fresh connections (each worker builds its spatial index on
+  its first query; 4 requests per query point, so whatever ours caches is warm: the runs
+  measure a hot working set, which ``--points`` widens), then loaded in turn, A, B, A, B, by
+  the same load generator: C client processes, each with one keep-alive ``http.client``
+  connection (reopened every 100 requests, so the kernel's choice of worker averages out),
+  asking the same query points (radius_m=1000, limit=20), bounded by a request count and a
+  time. Reported: requests/s, p50 and p99 latency, server CPU per request (the workers' utime
+  + stime from /proc, the figure least disturbed by a noisy machine), each as the median over
+  the runs, and the ratio ours / bare.
 * **Alerts posted per second on PostgreSQL.** A fresh schema (``search_path`` set through the
   URL's ``options``), ``Database.migrate()``, 8 groups and 8 coordinator tokens; our app under
   the same gunicorn setup; 8 client processes, one per coordinator, each posting alerts with
-  fresh client ids to its group. Reported: alerts/s, p50 and p99, server CPU per post, what the
-  server's PostgreSQL sessions were doing (sampled from ``pg_stat_activity``), and whether the
-  number of alerts stored equals the number of 201 answers. The schema is dropped at the end.
+  fresh client ids to its group. Reported: alerts/s, p50 and p99, server CPU per post (and
+  that of its PostgreSQL backends), what those sessions were doing (sampled from
+  ``pg_stat_activity``), the SQL of one post (which statements run under the change counter's
+  row lock), and whether the number of alerts stored equals the number of 201 answers. The
+  schema is dropped at the end.
 * **Where the time goes** (when ours reaches less than 0.8 of bare, or with
-  ``--profile always``): the same request through Flask's test client in-process, as stage
-  timings (index query, DB reads and views, marshmallow dump, GeoJSON, ``json.dumps``, the rest)
-  and a cProfile listing over ``--profile-requests`` requests.
+  ``--profile always``): the same requests through Flask's test client in-process, one
+  thread: stage timings interleaved round by round (ours and bare whole, query parsing, the
+  service call, the index query), then cProfile over ``--profile-requests`` requests: named
+  functions of the hot path (those the current code calls), the project's own functions by
+  cumulative time, and the top by own time.
 
 Nothing asserts a timing: the machine is shared. The report (a Markdown table for
 docs/performance.md) goes to stdout, progress to stderr. Every server started here runs in its
@@ -91,6 +97,7 @@ READY_TIMEOUT_S = 300.0  # the first query of a worker builds its index: minutes
 REQUEST_TIMEOUT_S = 60.0
 STOP_GRACE_S = 10.0
 PG_SAMPLE_EVERY_S = 0.1
+WARM_UP_PASSES = 4  # warm-up requests per query point (spread over the workers)
 START_S = time.perf_counter()
 
 
@@ -184,16 +191,20 @@ class Server:
         if self.proc is None:
             return
         proc, self.proc = self.proc, None
-        for sig, wait_s in ((signal.SIGTERM, STOP_GRACE_S), (signal.SIGKILL, STOP_GRACE_S)):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, sig)  # the master and its workers: its own process group
-            try:
-                proc.wait(timeout=wait_s)
-                break
-            except subprocess.TimeoutExpired:
-                continue
+        workers = children_of(proc.pid)
+        # The master and its workers share their own process group: signal the group.
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)  # a worker that outlived its master
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=STOP_GRACE_S)
+        for pid in workers:  # a worker that outlived its master (still ours: same group)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                if os.getpgid(pid) == proc.pid:
+                    os.kill(pid, signal.SIGKILL)
         log(f"{self.label}: stopped")
 
     def worker_cpu_s(self) -> dict[int, float]:
@@ -248,8 +259,7 @@ class Workload:
     def request(self, client: int, i: int) -> tuple[str, str, bytes | None, dict[str, str]]:
         if self.method == "GET":
             # Each client walks the same list from its own starting point.
-            start = client * len(self.paths) // max(1, len(self.paths) and 64)
-            return "GET", self.paths[(start + i) % len(self.paths)], None, {}
+            return "GET", self.paths[(client * 101 + i) % len(self.paths)], None, {}
         lon, lat = self.locations[client]
         body = json.dumps({
             "id": str(uuid.uuid4()), "category": "suspicious-activity",
@@ -333,6 +343,7 @@ class LoadResult:
     worker_split: list[float]
     client_cpu_us: float
     errors: list[str]
+    extra_cpu_us: float = math.nan
 
     def line(self) -> str:
         other = {k: v for k, v in self.statuses.items() if k != 200 and k != 201}
@@ -341,6 +352,8 @@ class LoadResult:
                 f"{self.p99_ms:.2f} ms, {self.ok:,} ok of {self.requests:,} in "
                 f"{self.seconds:.1f} s, server CPU {self.server_cpu_us:,.0f} µs/req (workers "
                 f"{split}), client CPU {self.client_cpu_us:,.0f} µs/req"
+                + ("" if math.isnan(self.extra_cpu_us) else
+                   f", PostgreSQL backends' CPU {self.extra_cpu_us:,.0f} µs/req")
                 + (f", other statuses {dict(other)}" if other else ""))
 
 
@@ -353,9 +366,11 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 
 def run_load(label: str, server: Server, work: Workload, clients: int, max_requests: int,
-             seconds: float, reconnect_every: int) -> LoadResult:
+             seconds: float, reconnect_every: int,
+             extra_cpu: Callable[[], dict[int, float]] | None = None) -> LoadResult:
     """``clients`` processes against ``server``, at most ``max_requests`` in all and
-    ``seconds`` each; the processes stop by themselves and are terminated if they do not."""
+    ``seconds`` each; the processes stop by themselves and are terminated if they do not.
+    ``extra_cpu`` reads the CPU seconds of other processes to count (database backends)."""
     ctx = mp.get_context("fork")
     barrier = ctx.Barrier(clients + 1, timeout=60)
     queue = ctx.Queue()
@@ -371,9 +386,11 @@ def run_load(label: str, server: Server, work: Workload, clients: int, max_reque
             proc.start()
         barrier.wait()
         cpu_before = server.worker_cpu_s()
+        extra_before = extra_cpu() if extra_cpu else {}
         for _ in procs:
             results.append(queue.get(timeout=seconds + REQUEST_TIMEOUT_S + 60))
         cpu_after = server.worker_cpu_s()
+        extra_after = extra_cpu() if extra_cpu else {}
     finally:
         for proc in procs:
             proc.join(timeout=5)
@@ -397,6 +414,8 @@ def run_load(label: str, server: Server, work: Workload, clients: int, max_reque
         if total_cpu > 0 else [],
         client_cpu_us=sum(r.cpu_s for r in results) / max(1, requests) * 1e6,
         errors=[e for r in results for e in r.errors][:5],
+        extra_cpu_us=sum(v - extra_before.get(pid, 0.0) for pid, v in extra_after.items())
+        / max(1, requests) * 1e6 if extra_cpu else math.nan,
     )
 
 
@@ -424,12 +443,20 @@ def build_sqlite(path: Path, n_groups: int, seed: int):
     return url, blocks, seconds
 
 
-def nearby_paths(blocks, n_points: int, seed: int) -> list[str]:
+def nearby_paths(blocks, n_points: int, seed: int) -> tuple[list[str], int]:
+    """The query paths, and how many distinct groups their answers name (the working set)."""
     import geo_bench
 
+    import geo
+
     lons, lats = geo_bench.make_query_points(blocks, n_points, seed)
-    return [f"{NEARBY_PATH}?lat={lat:.7f}&lon={lon:.7f}&radius_m={RADIUS_M}&limit={LIMIT}"
-            for lon, lat in zip(lons, lats, strict=True)]
+    index = geo.PolygonIndex(list(enumerate(blocks.geoms)))
+    named = set()
+    for lon, lat in zip(lons, lats, strict=True):
+        named.update(key for key, _ in index.within(lon=lon, lat=lat, radius_m=RADIUS_M)[:LIMIT])
+    paths = [f"{NEARBY_PATH}?lat={lat:.7f}&lon={lon:.7f}&radius_m={RADIUS_M}&limit={LIMIT}"
+             for lon, lat in zip(lons, lats, strict=True)]
+    return paths, len(named)
 
 
 @dataclass
@@ -449,7 +476,7 @@ def capture_typical(server: Server, paths: Sequence[str], n: int) -> Typical:
             raise RuntimeError(f"{path} answered {status}: {body[:300]!r}")
         answers.append((len(body), len(json.loads(body)["items"]), body))
     answers.sort(key=lambda a: a[0])
-    size, items, body = answers[len(answers) // 2]
+    _size, items, body = answers[len(answers) // 2]
     return Typical(body, items, [a[0] for a in answers], [a[1] for a in answers])
 
 
@@ -463,6 +490,8 @@ class NearbyReport:
     bare: list[LoadResult]
     db_path: Path
     paths: list[str]
+    working_set: int
+    warm_up: LoadResult
 
     def median(self, runs: list[LoadResult], attr: str) -> float:
         return statistics.median(getattr(r, attr) for r in runs)
@@ -476,7 +505,8 @@ def bench_nearby(args: argparse.Namespace, tmp: Path, stack: contextlib.ExitStac
     log(f"building a SQLite database of {args.groups:,} groups")
     url, blocks, build_s = build_sqlite(tmp / "groups.db", args.groups, args.seed)
     log(f"built in {build_s:.1f} s ({args.groups / build_s:,.0f} groups/s)")
-    paths = nearby_paths(blocks, args.points, args.seed)
+    paths, working_set = nearby_paths(blocks, args.points, args.seed)
+    log(f"{len(paths):,} query points; their answers name {working_set:,} distinct groups")
     env = {**os.environ, "BLOCKWATCH_DATABASE_URL": url, PAYLOAD_ENV: str(tmp / "payload.json")}
     ours = Server("ours", "api:create_app()", env, args.workers, args.threads, tmp / "ours.log")
     stack.callback(ours.stop)
@@ -496,10 +526,14 @@ def bench_nearby(args: argparse.Namespace, tmp: Path, stack: contextlib.ExitStac
         log(f"WARNING: bare sends {len(bare_body)} B, ours {len(typical.body)} B")
     ours_work, bare_work = Workload(200, paths), Workload(200, paths)
     for server, work in ((ours, ours_work), (bare, bare_work)):
-        # Fresh connections every 10 requests: every worker answers (and builds) before timing.
+        # Fresh connections every 10 requests: every worker answers (and builds its index, and
+        # meets the query points) before timing.
         warm = run_load(f"{server.label} warm-up", server, work, args.clients,
-                        args.warmup_requests, args.warmup_seconds, 10)
+                        max(args.warmup_requests, WARM_UP_PASSES * len(paths)),
+                        args.warmup_seconds, 10)
         log(warm.line())
+        if server is ours:
+            warm_ours = warm
     runs: dict[str, list[LoadResult]] = {"ours": [], "bare": []}
     for round_no in range(1, args.rounds + 1):
         for server, work in ((ours, ours_work), (bare, bare_work)):
@@ -512,7 +546,7 @@ def bench_nearby(args: argparse.Namespace, tmp: Path, stack: contextlib.ExitStac
     ours.stop()
     bare.stop()
     return NearbyReport(args.groups, build_s, typical, len(bare_body), runs["ours"],
-                        runs["bare"], tmp / "groups.db", paths)
+                        runs["bare"], tmp / "groups.db", paths, working_set, warm_ours)
 
 
 # -- where the time goes -------------------------------------------------------------------
@@ -523,103 +557,102 @@ class Stage:
     note: str = ""
 
 
-def _mean_us(fn: Callable[[int], Any], n: int) -> float:
-    t0 = time.perf_counter()
-    for i in range(n):
-        fn(i)
-    return (time.perf_counter() - t0) / n * 1e6
+WHOLE_OURS = "whole request, ours (test client)"
+WHOLE_BARE = "whole request, bare Flask (test client, the typical payload)"
+QUERY_LOAD = "query string: marshmallow load"
+SERVICE = "`groups.find_groups_near` (index, views: cached or from the DB)"
+INDEX = "  of which the index query `PolygonIndex.within`"
+STDLIB_JSON = "`json.dumps` of the typical payload (stdlib, as bare does)"
 
-
-PROFILE_FUNCTIONS = (  # (label, file suffix, function name): cumulative time, nested
+# Functions of interest, by (label, file suffix, function name): their cumulative time in the
+# profile (nested, so they overlap). Whichever the current code does not call are left out.
+PROFILE_FUNCTIONS = (
     ("request through the test client", "werkzeug/test.py", "open"),
-    ("flask-restx dispatch (Resource.dispatch_request)", "flask_restx/resource.py",
-     "dispatch_request"),
-    ("query string: marshmallow load", "api/http.py", "query"),
-    ("find_groups_near (service)", "blockwatch/groups.py", "find_groups_near"),
-    ("  index query (PolygonIndex.within)", "geo/index.py", "within"),
-    ("  index catch-up check", "blockwatch/spatial.py", "_catch_up_if_due"),
-    ("  DB reads and views (_load)", "blockwatch/groups.py", "_load"),
-    ("    shapely.from_geojson", "shapely/io.py", "from_geojson"),
-    ("    member counts", "blockwatch/groups.py", "_member_counts"),
-    ("    SQLAlchemy Session.execute", "sqlalchemy/orm/session.py", "execute"),
-    ("marshmallow dump (http.dump)", "api/http.py", "dump"),
-    ("  geo.to_geojson", "geo/geojson.py", "to_geojson"),
-    ("response: json.dumps (http.respond)", "api/http.py", "respond"),
-    ("flask-compress after_request", "flask_compress/flask_compress.py", "after_request"),
+    ("flask-restx `Resource.dispatch_request`", "flask_restx/resource.py", "dispatch_request"),
+    ("query string: `http.query` (marshmallow load)", "api/http.py", "query"),
+    ("`groups.find_groups_near`", "blockwatch/groups.py", "find_groups_near"),
+    ("index query `PolygonIndex.within`", "geo/index.py", "within"),
+    ("index catch-up check", "blockwatch/spatial.py", "_catch_up_if_due"),
+    ("cached views lookup", "blockwatch/spatial.py", "cached_views"),
+    ("DB reads and views `groups._load`", "blockwatch/groups.py", "_load"),
+    ("member counts", "blockwatch/groups.py", "_member_counts"),
+    ("SQLAlchemy `Session._execute_internal`", "sqlalchemy/orm/session.py",
+     "_execute_internal"),
+    ("`shapely.from_geojson`", "shapely/io.py", "from_geojson"),
+    ("`http.respond_page`", "api/http.py", "respond_page"),
+    ("rendered-JSON cache `_RenderedCache.text`", "api/http.py", "text"),
+    ("marshmallow dump `http.dump`", "api/http.py", "dump"),
+    ("marshmallow `Schema.dump`", "marshmallow/schema.py", "dump"),
+    ("`geo.to_geojson`", "geo/geojson.py", "to_geojson"),
+    ("`http.respond` (json.dumps, Response)", "api/http.py", "respond"),
+    ("stdlib `json.dumps`", "json/__init__.py", "dumps"),
+    ("flask-compress `after_request`", "flask_compress/flask_compress.py", "after_request"),
 )
 
 
-def profile_nearby(db_path: Path, paths: Sequence[str], typical: Typical, n_requests: int,
-                   top: int) -> tuple[list[Stage], list[tuple[str, float, int]], str]:
-    """Our request in-process (Flask test client): stage timings, then cProfile."""
-    import shapely
-    from flask import json as flask_json
-    from sqlalchemy import select
+@dataclass
+class Profile:
+    stages: list[Stage]
+    named: list[tuple[str, float, int]]
+    ours_top: list[tuple[str, float, float, int]]
+    listing: str
+    mean_items: float
+    points: int
+    distinct_groups: int
 
+
+def profile_nearby(db_path: Path, paths: Sequence[str], typical: Typical, n_requests: int,
+                   top: int) -> Profile:
+    """Our request in-process (Flask test client, one thread, caches warmed like a worker's):
+    stage timings interleaved round by round, then cProfile over the same requests."""
     from api import create_app, http, schemas
     from blockwatch import groups
     from blockwatch.db import Database
-    from blockwatch.models import Group as GroupRow
 
     db = Database(f"sqlite:///{db_path}")
     app = create_app({"database": db})
     client = app.test_client()
     os.environ[PAYLOAD_ENV] = str(db_path.parent / "payload.json")
     bare_client = bare_app().test_client()
-    points = []
-    for path in paths:
-        query = dict(part.split("=") for part in path.split("?", 1)[1].split("&"))
-        points.append((float(query["lon"]), float(query["lat"])))
+    raw_args = [dict(part.split("=") for part in path.split("?", 1)[1].split("&"))
+                for path in paths]
+    points = [(float(a["lon"]), float(a["lat"])) for a in raw_args]
     n = len(points)
-    client.get(paths[0])  # builds the index
-    for path in paths[: min(n, 200)]:
+    for path in paths:  # builds the index, then warms whatever the app caches
         client.get(path)
-
     pages = [groups.find_groups_near(db, lon, lat, RADIUS_M, LIMIT) for lon, lat in points]
-    with db.read() as session:
-        stored = [
-            session.scalars(select(GroupRow.boundary_geojson).where(
-                GroupRow.id.in_([g.id for g in page.items]))).all()
-            for page in pages
-        ]
-    with app.app_context():
-        payloads = [http.dump(schemas.NearbyGroupList, page) for page in pages]
-    import geo
+    mean_items = statistics.fmean(len(page.items) for page in pages)
+    distinct = len({g.id for page in pages for g in page.items})
+    load_schema = http.schema(schemas.NearbyGroupsQuery)
+    typical_payload = json.loads(typical.body)
 
-    reps = n_requests
-    stages = [
-        Stage("whole request, ours (test client)",
-              _mean_us(lambda i: client.get(paths[i % n]), reps)),
-        Stage("whole request, bare (test client, same payload)",
-              _mean_us(lambda i: bare_client.get(NEARBY_PATH), reps)),
-        Stage("index query `PolygonIndex.within`",
-              _mean_us(lambda i: db.spatial.groups.within(
-                  lon=points[i % n][0], lat=points[i % n][1], radius_m=RADIUS_M), reps)),
-        Stage("`find_groups_near` (index + DB reads + views)",
-              _mean_us(lambda i: groups.find_groups_near(db, *points[i % n], RADIUS_M, LIMIT),
-                       reps)),
-        Stage("  of which `shapely.from_geojson` of the stored boundaries",
-              _mean_us(lambda i: [shapely.from_geojson(s) for s in stored[i % n]], reps)),
-        Stage("marshmallow dump of the page (`http.dump`)",
-              _mean_us(lambda i: http.dump(schemas.NearbyGroupList, pages[i % n]), reps)),
-        Stage("  of which `geo.to_geojson` of the boundaries",
-              _mean_us(lambda i: [geo.to_geojson(g.boundary) for g in pages[i % n].items],
-                       reps)),
-        Stage("`json.dumps` of the payload (Flask's provider)",
-              _mean_us(lambda i: flask_json.dumps(payloads[i % n]), reps) if False else
-              _timed_in_app(app, lambda i: flask_json.dumps(payloads[i % n]), reps)),
-        Stage("`json.dumps` of the typical payload (stdlib, as bare does)",
-              _mean_us(lambda i, p=json.loads(typical.body): json.dumps(p), reps)),
+    def within(i: int) -> Any:
+        lon, lat = points[i % n]
+        return db.spatial.groups.within(lon=lon, lat=lat, radius_m=RADIUS_M)
+
+    # Every stage once per round, in turn, so the machine's noise falls on all of them alike.
+    timed: list[tuple[str, Callable[[int], Any]]] = [
+        (WHOLE_OURS, lambda i: client.get(paths[i % n])),
+        (WHOLE_BARE, lambda i: bare_client.get(NEARBY_PATH)),
+        (QUERY_LOAD, lambda i: load_schema.load(raw_args[i % n])),
+        (SERVICE, lambda i: groups.find_groups_near(db, *points[i % n], RADIUS_M, LIMIT)),
+        (INDEX, within),
+        (STDLIB_JSON, lambda i: json.dumps(typical_payload)),
     ]
-    by_name = {s.name: s.us for s in stages}
-    whole = stages[0].us
-    accounted = (by_name["`find_groups_near` (index + DB reads + views)"]
-                 + by_name["marshmallow dump of the page (`http.dump`)"]
-                 + by_name["`json.dumps` of the payload (Flask's provider)"])
-    stages.append(Stage("the rest: query parsing, Flask/flask-restx dispatch, test client",
-                        whole - accounted, "whole request − service − dump − json.dumps"))
-    mean_items = statistics.fmean(len(p.items) for p in pages)
-    stages.append(Stage(f"(mean {mean_items:.1f} groups per answer over {n} points)", math.nan))
+    samples: dict[str, list[float]] = {name: [] for name, _ in timed}
+    for i in range(n_requests):
+        for name, fn in timed:
+            t0 = time.perf_counter()
+            fn(i)
+            samples[name].append(time.perf_counter() - t0)
+    us = {name: statistics.median(values) * 1e6 for name, values in samples.items()}
+    stages = [Stage(name, us[name]) for name, _ in timed]
+    stages.insert(2, Stage(
+        "ours − bare", us[WHOLE_OURS] - us[WHOLE_BARE], "what our endpoint adds in-process"))
+    stages.append(Stage(
+        "the rest: rendering the response, Flask, flask-restx, test client",
+        us[WHOLE_OURS] - us[QUERY_LOAD] - us[SERVICE],
+        "whole − query load − service (medians: approximate)"))
 
     profiler = cProfile.Profile()
     profiler.enable()
@@ -632,18 +665,21 @@ def profile_nearby(db_path: Path, paths: Sequence[str], typical: Typical, n_requ
         total, calls = 0.0, 0
         for (filename, _line, func), (_cc, nc, _tt, ct, _callers) in stats.stats.items():
             if func == name and filename.replace(os.sep, "/").endswith(suffix):
-                total += ct
-                calls += nc
-        named.append((label, total / n_requests * 1e6, calls))
+                total, calls = total + ct, calls + nc
+        if calls:
+            named.append((label, total / n_requests * 1e6, calls))
+    ours_top = []  # the project's own functions, by cumulative time
+    for (filename, line, func), (_cc, nc, tt, ct, _callers) in stats.stats.items():
+        path = Path(filename)
+        if path.is_relative_to(ROOT) and not path.is_relative_to(BENCH) and \
+                ".venv" not in path.parts:
+            ours_top.append((f"{path.relative_to(ROOT)}:{line}({func})",
+                             ct / n_requests * 1e6, tt / n_requests * 1e6, nc))
+    ours_top.sort(key=lambda row: -row[1])
     text = io.StringIO()
     pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(top)
     db.dispose()
-    return stages, named, text.getvalue()
-
-
-def _timed_in_app(app, fn: Callable[[int], Any], n: int) -> float:
-    with app.app_context():
-        return _mean_us(fn, n)
+    return Profile(stages, named, ours_top[:15], text.getvalue(), mean_items, n, distinct)
 
 
 # -- part 2: alerts posted on PostgreSQL ---------------------------------------------------
@@ -656,6 +692,7 @@ class AlertReport:
     samples: int
     server_version: str
     settings: dict[str, str]
+    trace: list[str]
 
 
 def _conninfo(url: str) -> str:
@@ -736,8 +773,15 @@ def bench_alerts(args: argparse.Namespace, tmp: Path, stack: contextlib.ExitStac
     server.start()
     server.wait_ready("/v1/health")
     warm = run_load("alerts warm-up", server, work, ALERT_COORDINATORS,
-                    args.warmup_requests, args.warmup_seconds, 0)
+                    args.warmup_requests, args.warmup_seconds, args.reconnect_every)
     log(warm.line())
+
+    def backend_cpu() -> dict[int, float]:
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            pids = [row[0] for row in conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = %s", (app_name,))]
+        return {pid: cpu_s(pid) for pid in pids if Path(f"/proc/{pid}").exists()}
+
     runs, posted = [], warm.statuses.get(201, 0)
     tally: Counter = Counter()
     for round_no in range(1, args.rounds + 1):
@@ -749,7 +793,8 @@ def bench_alerts(args: argparse.Namespace, tmp: Path, stack: contextlib.ExitStac
         sampler.start()
         try:
             result = run_load(f"alerts run {round_no}", server, work, ALERT_COORDINATORS,
-                              args.alert_requests, args.seconds, 0)
+                              args.alert_requests, args.seconds, args.reconnect_every,
+                              backend_cpu)
         finally:
             stop.set()
             sampler.join(timeout=10)
@@ -759,11 +804,58 @@ def bench_alerts(args: argparse.Namespace, tmp: Path, stack: contextlib.ExitStac
         runs.append(result)
         posted += result.statuses.get(201, 0)
     server.stop()
+    trace, status = trace_post(url, work)
+    posted += status == 201
     with psycopg.connect(conninfo, autocommit=True) as conn:
         stored = conn.execute(f'SELECT count(*) FROM "{schema}".alerts').fetchone()[0]
     samples = tally.pop("samples", 0)
     activity = {k: v / samples for k, v in sorted(tally.items())} if samples else {}
-    return AlertReport(runs, posted, stored, activity, samples, server_version, settings)
+    return AlertReport(runs, posted, stored, activity, samples, server_version, settings, trace)
+
+
+def trace_post(url: str, work: Workload) -> tuple[list[str], int]:
+    """The database traffic of one ``POST .../alerts``, in-process: statements in order,
+    ``*`` on those made while holding the change counter's row lock (from ``UPDATE
+    sync_state`` to the commit)."""
+    from sqlalchemy import event
+
+    from api import create_app
+    from blockwatch.db import Database
+
+    db = Database(url)
+    trace: list[str] = []
+
+    @event.listens_for(db.engine, "checkout")
+    def _checkout(*_args) -> None:
+        trace.append("(pool checkout; pool_pre_ping pings here)")
+
+    @event.listens_for(db.engine, "before_cursor_execute")
+    def _statement(_conn, _cursor, statement, *_args) -> None:
+        trace.append(" ".join(statement.split())[:90])
+
+    @event.listens_for(db.engine, "commit")
+    def _commit(_conn) -> None:
+        trace.append("COMMIT")
+
+    @event.listens_for(db.engine, "rollback")
+    def _rollback(_conn) -> None:
+        trace.append("ROLLBACK (end of a read)")
+
+    try:
+        client = create_app({"database": db}).test_client()
+        client.get("/v1/health")
+        _method, path, body, headers = work.request(0, 10**9)
+        trace.clear()
+        response = client.post(path, data=body, headers=headers)
+    finally:
+        db.dispose()
+    marked, locked = [], False
+    for line in trace:
+        locked = locked or line.startswith("UPDATE sync_state")
+        marked.append(("* " if locked else "") + line)
+        if line == "COMMIT":
+            locked = False
+    return marked, response.status_code
 
 
 # -- the report ----------------------------------------------------------------------------
@@ -853,31 +945,49 @@ def report(args: argparse.Namespace, command: Sequence[str], started: str, load_
             f"- Database build: {nearby.groups:,} groups through `groups.create_groups` in "
             f"chunks of {CHUNK:,}: {nearby.build_s:.1f} s ({nearby.groups / nearby.build_s:,.0f}"
             " groups/s).",
-            f"- Answers over the first {len(t.sizes)} query points: {statistics.fmean(t.sizes):,.0f}"
-            f" B and {statistics.fmean(t.item_counts):.1f} groups on average (from "
+            f"- Answers over the first {len(t.sizes)} query points: "
+            f"{statistics.fmean(t.sizes):,.0f} B and {statistics.fmean(t.item_counts):.1f} "
+            "groups on average (from "
             f"{min(t.sizes):,} to {max(t.sizes):,} B); bare sends the median one "
             f"({len(t.body):,} B; measured {nearby.bare_bytes:,} B). No `Accept-Encoding`: "
             "neither side compresses.",
+            f"- {len(nearby.paths):,} query points (`geo_bench.make_query_points`), the same for "
+            f"both; their answers name {nearby.working_set:,} distinct groups. Before timing, "
+            f"each server had a warm-up of up to {WARM_UP_PASSES * len(nearby.paths):,} requests "
+            f"or {args.warmup_seconds:g} s on fresh "
+            f"connections (ours: {nearby.warm_up.line()}), so every worker has built its index "
+            "and met the points: the runs measure a warm working set (`--points` widens it).",
         ]
     if alerts is not None:
         lines.append(f"- Alert runs: {'; '.join(r.line() for r in alerts.runs)}")
-        lines.append(f"- PostgreSQL settings: {', '.join(f'{k}={v}' for k, v in alerts.settings.items())}")
+        settings = ", ".join(f"{k}={v}" for k, v in alerts.settings.items())
+        lines.append(f"- PostgreSQL settings: {settings}")
         if alerts.activity:
             busy = ", ".join(f"{k} {v:.2f}" for k, v in alerts.activity.items())
             lines.append(f"- The server's PostgreSQL sessions during the alert runs (mean count "
                          f"per sample, {alerts.samples} samples of pg_stat_activity): {busy}")
+        under_lock = sum(line.startswith("* ") for line in alerts.trace)
+        lines += [f"- Database traffic of one POST (in-process; `*`: while holding the change "
+                  f"counter's row lock, {under_lock} of {len(alerts.trace)}):", "", "```",
+                  *alerts.trace, "```"]
     if profile is not None:
-        stages, named, listing = profile
-        lines += ["", f"Where the time goes: our request in-process (Flask test client), mean "
-                  f"µs per request over {args.profile_requests:,} requests", "",
+        lines += ["", f"Where the time goes: our request in-process (Flask test client, one "
+                  f"thread, after one pass over the {profile.points:,} query points; they name "
+                  f"{profile.distinct_groups:,} distinct groups, {profile.mean_items:.1f} per "
+                  f"answer on average): median µs over {args.profile_requests:,} rounds", "",
                   "| stage | µs per request | note |", "|---|---:|---|"]
-        lines += [f"| {s.name} | {fmt(s.us)} | {s.note} |" for s in stages]
-        lines += ["", f"cProfile, cumulative µs per request (nested; profiler overhead "
-                  f"included), {args.profile_requests:,} requests:", "",
+        lines += [f"| {s.name} | {fmt(s.us)} | {s.note} |" for s in profile.stages]
+        lines += ["", f"cProfile over {args.profile_requests:,} requests: cumulative µs per "
+                  "request (nested; the profiler's overhead included, heaviest on many small "
+                  "Python calls)", "",
                   "| function | cumulative µs/request | calls |", "|---|---:|---:|"]
-        lines += [f"| {label} | {fmt(us)} | {calls:,} |" for label, us, calls in named]
+        lines += [f"| {label} | {fmt(us)} | {calls:,} |" for label, us, calls in profile.named]
+        lines += ["", "The project's own functions by cumulative time (µs per request):", "",
+                  "| function | cumulative | own | calls |", "|---|---:|---:|---:|"]
+        lines += [f"| `{name}` | {fmt(cum)} | {fmt(own)} | {calls:,} |"
+                  for name, cum, own, calls in profile.ours_top]
         lines += ["", "<details><summary>cProfile, top by own time</summary>", "", "```",
-                  listing.strip(), "```", "", "</details>"]
+                  profile.listing.strip(), "```", "", "</details>", ""]
     lines.append(f"- total run {time.perf_counter() - START_S:.0f} s")
     return "\n".join(lines)
 
@@ -905,7 +1015,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                         help="A/B rounds; medians are reported (default: %(default)s)")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (default 2)")
     parser.add_argument("--threads", type=int, default=4, help="threads per worker (default 4)")
-    parser.add_argument("--reconnect-every", type=int, default=250,
+    parser.add_argument("--reconnect-every", type=int, default=100,
                         help="reopen each client connection after this many requests, so "
                         "connections spread over the workers (0: never; default %(default)s)")
     parser.add_argument("--points", type=int, default=1000,
@@ -925,7 +1035,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         args.groups = 10_000 if args.quick else 100_000
     if args.seconds is None:
         args.seconds = 5.0 if args.quick else 20.0
-    args.warmup_seconds = 2.0 if args.quick else 4.0
+    args.warmup_seconds = 5.0 if args.quick else 15.0
     args.warmup_requests = 2_000
     if (args.groups < 100 or args.seconds <= 0 or args.clients < 1 or args.rounds < 1
             or args.requests < args.clients or args.points < 1 or args.profile_requests < 1):
@@ -957,7 +1067,8 @@ def main(argv: Sequence[str]) -> None:
                 with contextlib.ExitStack() as pg_stack:
                     alerts = bench_alerts(args, tmp, pg_stack)
             except Exception as error:  # PostgreSQL missing: say so in the report
-                alert_error = f"{type(error).__name__}: {error}"
+                alert_error = " ".join(f"{type(error).__name__}: {error}".split())
+                alert_error = alert_error.replace("|", "\\|")
                 log(f"alerts: {alert_error}")
         if nearby is not None and (args.profile == "always" or (
                 args.profile == "auto" and nearby.ratio < TARGET_RATIO)):
