@@ -23,26 +23,32 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 _NAMESPACE = uuid.UUID("0b6f3a1e-7c55-4d7e-a0a8-5e1f3f3c2d10")
 DEMO_COORDINATOR = "Demo Captain"
 
+def _group_exists(db: Database, group_id: str) -> bool:
+    try:
+        groups.get_group(db, group_id)
+    except NotFound:
+        return False
+    return True
+
+
 def load_fixtures(db: Database, today: datetime | None = None) -> dict[str, int]:
     """Load every fixture; returns how many groups, alerts and tip translations were written."""
     today = today or datetime.now(UTC)
     features = geo.read_geojson(FIXTURES / "demo_groups.geojson")
-    written_groups = 0
-    for feature in features:
-        group_id = str(uuid.uuid5(_NAMESPACE, f"group/{feature.id}"))
-        try:
-            groups.get_group(db, group_id)
-            continue
-        except NotFound:
-            pass
-        properties = feature.properties
-        groups.create_group(db, OPERATOR, GroupDraft(
-            id=group_id, name=properties["name"], boundary=feature.geometry,
-            description=properties.get("description", ""),
-            languages=tuple(properties.get("languages", ["en"])),
-            meeting_info=properties.get("meeting_info", ""),
-        ))
-        written_groups += 1
+    drafts = [
+        GroupDraft(
+            id=str(uuid.uuid5(_NAMESPACE, f"group/{feature.id}")),
+            name=feature.properties["name"], boundary=feature.geometry,
+            description=feature.properties.get("description", ""),
+            languages=tuple(feature.properties.get("languages", ["en"])),
+            meeting_info=feature.properties.get("meeting_info", ""),
+        )
+        for feature in features
+    ]
+    missing = [draft for draft in drafts if not _group_exists(db, draft.id)]
+    if missing:
+        groups.create_groups(db, OPERATOR, missing)
+    written_groups = len(missing)
     group_ids = [str(uuid.uuid5(_NAMESPACE, f"group/{f.id}")) for f in features]
     captain = accounts.ensure_account(db, DEMO_COORDINATOR)
     for group_id in group_ids:

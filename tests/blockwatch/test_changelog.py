@@ -9,6 +9,8 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from blockwatch import alerts, changelog, groups, tips
 from blockwatch.models import SafetyTip
 from tests.blockwatch.factories import actor, admin, draft, group
@@ -75,12 +77,9 @@ def test_a_failed_write_leaves_no_trace_and_no_gap_in_what_readers_see(db):
     group(db)
     with db.read() as session:
         before = changelog.current_seq(session)
-    try:
-        with db.write() as session:
-            changelog.allocate(session, 3)
-            raise RuntimeError("boom")
-    except RuntimeError:
-        pass
+    with pytest.raises(RuntimeError), db.write() as session:
+        changelog.allocate(session, 3)
+        raise RuntimeError("boom")
     with db.read() as session:
         assert changelog.current_seq(session) == before
 
