@@ -622,7 +622,7 @@ def profile_nearby(db_path: Path, paths: Sequence[str], typical: Typical, n_requ
         client.get(path)
     pages = [groups.find_groups_near(db, lon, lat, RADIUS_M, LIMIT) for lon, lat in points]
     mean_items = statistics.fmean(len(page.items) for page in pages)
-    distinct = len({g.id for page in pages for g in page.items})
+    distinct = len({hit.group.id for page in pages for hit in page.items})
     load_schema = http.schema(schemas.NearbyGroupsQuery)
     typical_payload = json.loads(typical.body)
 
