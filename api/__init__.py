@@ -7,12 +7,15 @@ handling as problem+json, gzip, the OpenAPI document at ``/v1/openapi.json`` and
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections.abc import Mapping
 from functools import cached_property
 from typing import Any
 
-from flask import Blueprint, Flask
+from flask import Blueprint, Flask, request
 from flask_compress import Compress
+from flask_limiter import Limiter
 from flask_restx import Api
 from werkzeug.exceptions import HTTPException
 
@@ -23,6 +26,7 @@ from blockwatch.config import Settings
 from blockwatch.db import Database
 
 MAX_BODY_BYTES = 1_000_000
+DEFAULT_WRITES = "120 per minute"
 
 
 class BlockwatchApi(Api):
@@ -96,4 +100,36 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_error_handler(HTTPException, problem_for)
     app.register_error_handler(Exception, problem_for)
     Compress(app)
+    _limit_writes(app)
     return app
+
+
+def _limit_writes(app: Flask) -> None:
+    """Writes (POST, PATCH, DELETE) per token, or per address without one: 429 with
+    ``Retry-After`` past ``BLOCKWATCH_RATE_LIMIT_WRITES`` (default 120 per minute; ``off`` turns
+    it off). Counters live in memory per worker, or in ``BLOCKWATCH_RATE_LIMIT_STORAGE`` (e.g.
+    ``redis://127.0.0.1:6379/0``, with the redis client installed) to be shared."""
+    setting = app.config.get(
+        "BLOCKWATCH_RATE_LIMIT_WRITES",
+        os.environ.get("BLOCKWATCH_RATE_LIMIT_WRITES", DEFAULT_WRITES),
+    )
+    if str(setting).strip().lower() == "off":
+        return
+    Limiter(
+        key_func=_client_key,
+        app=app,
+        default_limits=[setting],
+        default_limits_exempt_when=lambda: request.method in ("GET", "HEAD", "OPTIONS"),
+        storage_uri=app.config.get(
+            "BLOCKWATCH_RATE_LIMIT_STORAGE",
+            os.environ.get("BLOCKWATCH_RATE_LIMIT_STORAGE", "memory://"),
+        ),
+        strategy="moving-window",
+    )
+
+
+def _client_key() -> str:
+    header = request.headers.get("Authorization", "")
+    if header.lower().startswith("bearer "):
+        return "token:" + hashlib.sha256(header[7:].strip().encode()).hexdigest()
+    return "address:" + (request.remote_addr or "unknown")

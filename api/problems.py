@@ -10,6 +10,7 @@ from __future__ import annotations
 from http import HTTPStatus
 
 from flask import Response, current_app, json
+from flask_limiter.errors import RateLimitExceeded
 from marshmallow import ValidationError as SchemaValidationError
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
@@ -68,6 +69,11 @@ def problem_for(error: BaseException) -> Response:
         errors = _flatten(error.messages)
         detail = "; ".join(f"{field}: {' '.join(texts)}" for field, texts in errors.items())
         return problem(422, detail, errors, "Invalid field values")
+    if isinstance(error, RateLimitExceeded):
+        # Waiting one whole window always frees the moving window again.
+        window_s = error.limit.limit.get_expiry()
+        return problem(429, f"too many writes: at most {error.description}",
+                       headers={"Retry-After": str(window_s)})
     if isinstance(error, HTTPException):
         headers = {}
         if error.code == 405 and error.valid_methods:

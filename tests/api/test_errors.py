@@ -426,3 +426,22 @@ def test_a_deeply_nested_json_body_is_400(client, world, method, path, valid):
     raw = '{"name": ' + "[" * 5000 + "]" * 5000 + "}"
     response = _write(client, world, method, path, data=raw, content_type="application/json")
     assert_problem(response, 400)
+
+
+def test_too_many_writes_are_429_with_retry_after(database_url):
+    from api import create_app as make_app
+    from blockwatch.config import Settings as BwSettings
+    from blockwatch.db import Database as BwDatabase
+
+    database = BwDatabase(database_url, BwSettings(database_url=database_url))
+    limited = make_app({"database": database, "BLOCKWATCH_RATE_LIMIT_WRITES": "3 per minute"})
+    client = limited.test_client()
+    answers = [client.post("/v1/groups", json={}) for _ in range(5)]
+    assert [a.status_code for a in answers] == [401, 401, 401, 429, 429]
+    assert_problem(answers[-1], 429)
+    assert answers[-1].headers["Retry-After"] == "60"
+    assert "Retry-After" not in answers[0].headers
+    assert client.get("/v1/health").status_code == 200  # reads are not limited
+    other = client.post("/v1/groups", json={}, headers={"Authorization": "Bearer bw_other"})
+    assert other.status_code == 401  # another token has its own budget
+    database.dispose()
