@@ -123,6 +123,17 @@ def create_token_command(
     click.echo(token)
 
 
+@cli.command("revoke-token")
+@click.argument("token")
+def revoke_token_command(token: str) -> None:
+    """Revoke TOKEN at once (exit status 1 if it was not known or already revoked)."""
+    from blockwatch.accounts import revoke_token
+
+    if not revoke_token(_database(), token.strip()):
+        raise click.ClickException("no such active token")
+    click.echo("revoked")
+
+
 @cli.command("load-fixtures")
 def load_fixtures_command() -> None:
     """Load the demo groups, alerts and safety tips (idempotent)."""

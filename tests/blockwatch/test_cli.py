@@ -119,3 +119,13 @@ def test_purge_tombstones_keeps_young_deletes(run, database_url):
     assert kept.exit_code == 0 and kept.stdout.startswith("0 tombstone(s) older than 90 days")
     # The sync protocol promises 90 days: a shorter horizon is refused.
     assert run("purge-tombstones", "--older-than-days", "0").exit_code != 0
+
+
+def test_revoke_token(run, database_url):
+    token = run("create-token", "--name", "Ada", "--role", "admin").stdout.strip()
+    assert run("revoke-token", token).stdout.strip() == "revoked"
+    assert run("revoke-token", token).exit_code == 1
+    db = Database(database_url, Settings(database_url=database_url))
+    with pytest.raises(accounts.NotAuthenticated):
+        accounts.authenticate(db, token)
+    db.dispose()
