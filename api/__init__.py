@@ -7,7 +7,6 @@ handling as problem+json, gzip, the OpenAPI document at ``/v1/openapi.json`` and
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Mapping
 from functools import cached_property
@@ -24,6 +23,7 @@ from api.problems import problem_for
 from blockwatch import __version__
 from blockwatch.config import Settings
 from blockwatch.db import Database
+from blockwatch.domain import DomainError
 
 MAX_BODY_BYTES = 1_000_000
 DEFAULT_WRITES = "120 per minute"
@@ -118,8 +118,9 @@ def _limit_writes(app: Flask) -> None:
     Limiter(
         key_func=_client_key,
         app=app,
-        default_limits=[setting],
-        default_limits_exempt_when=lambda: request.method in ("GET", "HEAD", "OPTIONS"),
+        # One budget for all writes of a client, whichever endpoint they go to.
+        application_limits=[setting],
+        application_limits_exempt_when=lambda: request.method in ("GET", "HEAD", "OPTIONS"),
         storage_uri=app.config.get(
             "BLOCKWATCH_RATE_LIMIT_STORAGE",
             os.environ.get("BLOCKWATCH_RATE_LIMIT_STORAGE", "memory://"),
@@ -129,7 +130,11 @@ def _limit_writes(app: Flask) -> None:
 
 
 def _client_key() -> str:
-    header = request.headers.get("Authorization", "")
-    if header.lower().startswith("bearer "):
-        return "token:" + hashlib.sha256(header[7:].strip().encode()).hexdigest()
+    """The account of a valid token; otherwise the address (so invented tokens share it)."""
+    try:
+        who = http.actor()
+    except DomainError:
+        who = None
+    if who is not None and who.account_id is not None:
+        return "account:" + who.account_id
     return "address:" + (request.remote_addr or "unknown")

@@ -4,6 +4,7 @@ request, parsing query strings and JSON bodies through the schemas, ETags, langu
 from __future__ import annotations
 
 import json as _stdlib_json
+import re
 import threading
 from collections import OrderedDict
 from typing import Any
@@ -11,13 +12,16 @@ from typing import Any
 from flask import Response, current_app, g, json, request
 from marshmallow import Schema
 from marshmallow import ValidationError as SchemaValidationError
-from werkzeug.exceptions import BadRequest, UnsupportedMediaType
+from werkzeug.exceptions import BadRequest, RequestEntityTooLarge, UnsupportedMediaType
 
 from blockwatch import accounts
+from blockwatch.checks import is_storable_text
 from blockwatch.db import Database
 from blockwatch.domain import Actor, NotAuthenticated
 
 _SCHEMAS: dict[type[Schema], Schema] = {}
+# If-Match compares strongly (RFC 9110): a weak W/ tag, or anything but our version, is refused.
+_STRONG_VERSION_TAG = re.compile(r'"([0-9]{1,18})"', re.ASCII)
 
 
 def schema(cls: type[Schema]) -> Schema:
@@ -56,6 +60,9 @@ def body(cls: type[Schema]) -> dict[str, Any]:
     if not request.is_json:
         raise UnsupportedMediaType("send the body as application/json")
     raw = request.get_data(cache=True)
+    limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    if limit is not None and len(raw) >= limit:  # a chunked body is cut at the limit, not refused
+        raise RequestEntityTooLarge(f"the body may hold at most {limit - 1} bytes")
     try:
         document = json.loads(raw)
     except (ValueError, RecursionError) as error:
@@ -70,7 +77,7 @@ def _check_text(value: Any, path: str) -> None:
     """Every string of a body must be storable text: no NUL (PostgreSQL refuses it) and no lone
     surrogate (it has no UTF-8 form). A 422 names the field."""
     if isinstance(value, str):
-        if "\x00" in value or _has_surrogate(value):
+        if not is_storable_text(value):
             raise SchemaValidationError(
                 {path or "_schema": ["must be text without NUL characters or lone surrogates"]}
             )
@@ -81,14 +88,6 @@ def _check_text(value: Any, path: str) -> None:
     elif isinstance(value, list):
         for index, item in enumerate(value):
             _check_text(item, f"{path}.{index}" if path else str(index))
-
-
-def _has_surrogate(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
 
 
 def authenticated_actor() -> Actor:
@@ -157,7 +156,7 @@ def respond(
     ``If-None-Match``."""
     if version is not None:
         etag = f'"{version}"'
-        if status == 200 and request.method == "GET" and etag_matches(
+        if status == 200 and request.method in ("GET", "HEAD") and etag_matches(
             request.headers.get("If-None-Match"), version
         ):
             response = Response(status=304)
@@ -185,10 +184,10 @@ def if_match_version() -> int | None:
     header = request.headers.get("If-Match")
     if header is None:
         return None
-    tag = header.strip().removeprefix("W/").strip('"')
-    if not tag.isdigit():
+    match = _STRONG_VERSION_TAG.fullmatch(header.strip())
+    if match is None:
         raise BadRequest('If-Match must be the ETag of the version you edited, e.g. "42"')
-    return int(tag)
+    return int(match[1])
 
 
 def preferred_languages(explicit: str | None) -> list[str]:

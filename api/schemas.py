@@ -202,7 +202,15 @@ class GeoJSONGeometry(fields.Dict):
         )
 
 
-class Problem(Schema):
+class Output(Schema):
+    """A response payload: clients must accept fields added later (API.md: add fields freely),
+    so the documents never say ``additionalProperties: false`` for them."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+
+class Problem(Output):
     """RFC 9457 problem details, as every error is answered."""
 
     type = fields.String(metadata={"example": "about:blank"})
@@ -216,7 +224,7 @@ class Problem(Schema):
 
 
 # -- groups ----------------------------------------------------------------------------------
-class Group(Schema):
+class Group(Output):
     id = fields.String(metadata={"format": "uuid"})
     name = fields.String()
     description = fields.String()
@@ -237,24 +245,24 @@ class NearbyGroup(Group):
         "description": "to the nearest point of the boundary, 0 inside"})
 
 
-class GroupList(Schema):
+class GroupList(Output):
     items = fields.List(fields.Nested(Group))
     next = fields.String(allow_none=True)
 
 
-class NearbyGroupList(Schema):
+class NearbyGroupList(Output):
     items = fields.List(fields.Nested(NearbyGroup))
     next = fields.String(allow_none=True)
 
 
-class GroupFeature(Schema):
+class GroupFeature(Output):
     type = fields.String(metadata={"example": "Feature"})
     id = fields.String()
     geometry = GeoJSONGeometry()
     properties = fields.Dict()
 
 
-class GroupFeatureCollection(Schema):
+class GroupFeatureCollection(Output):
     type = fields.String(metadata={"example": "FeatureCollection"})
     features = fields.List(fields.Nested(GroupFeature))
     next = fields.String(allow_none=True, metadata={
@@ -290,12 +298,12 @@ class GroupPatch(Schema):
 
 
 # -- alerts ----------------------------------------------------------------------------------
-class Author(Schema):
+class Author(Output):
     id = fields.String(allow_none=True)
     display_name = fields.String()
 
 
-class Alert(Schema):
+class Alert(Output):
     id = fields.String(metadata={"format": "uuid"})
     group_id = fields.String(metadata={"format": "uuid"})
     category = fields.String(validate=validate.OneOf(CATEGORIES))
@@ -320,12 +328,12 @@ class NearbyAlert(Alert):
     distance_m = fields.Float(metadata={"description": "from the location this reader is shown"})
 
 
-class AlertList(Schema):
+class AlertList(Output):
     items = fields.List(fields.Nested(Alert))
     next = fields.String(allow_none=True)
 
 
-class NearbyAlertList(Schema):
+class NearbyAlertList(Output):
     items = fields.List(fields.Nested(NearbyAlert))
     next = fields.String(allow_none=True)
 
@@ -347,7 +355,7 @@ class AlertCreate(Schema):
 
 
 # -- tips and service ------------------------------------------------------------------------
-class Tip(Schema):
+class Tip(Output):
     id = fields.String(metadata={"format": "uuid"})
     category = fields.String(validate=validate.OneOf(TIP_CATEGORIES))
     language = fields.String()
@@ -356,11 +364,11 @@ class Tip(Schema):
     updated_at = UTCDateTime()
 
 
-class TipList(Schema):
+class TipList(Output):
     items = fields.List(fields.Nested(Tip))
     next = fields.String(allow_none=True)
 
 
-class Health(Schema):
+class Health(Output):
     status = fields.String(metadata={"example": "ok"})
     database = fields.String(metadata={"example": "ok"})

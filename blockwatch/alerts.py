@@ -171,7 +171,7 @@ def alerts_near(
     if since is not None and (not isinstance(since, datetime) or since.tzinfo is None):
         raise ValidationError.field("since", "must be a time with a time zone")
     after = decode_next(next, (str, str))
-    after_key = (-_epoch(after[0]), after[1]) if after is not None else None
+    after_key = (-_epoch(after[0]), _token_id(after[1])) if after is not None else None
     now = now or datetime.now(UTC)
     candidates = [
         key for key, _ in db.spatial.alerts.within(
@@ -215,6 +215,8 @@ def alerts_of_group(
     check_limit(limit, 100)
     after = decode_next(next, (str, str))
     after_sent_at = _parse_time(after[0]) if after is not None else None
+    if after is not None:
+        after[1] = _token_id(after[1])
     now = now or datetime.now(UTC)
     group_id = existing_id(group_id, "group")
     with db.read() as session:
@@ -334,6 +336,13 @@ def _view(session: Session, actor: Actor, row: AlertRow, now: datetime) -> Alert
     )
 
 
+def _token_id(value: str) -> str:
+    try:
+        return check_uuid(value)
+    except ValidationError as error:
+        raise ValidationError.field("next", "is not a token this server gave out") from error
+
+
 def _epoch(value: str) -> float:
     return _parse_time(value).timestamp()
 
@@ -341,9 +350,9 @@ def _epoch(value: str) -> float:
 def _parse_time(value: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(value)
-    except (TypeError, ValueError) as error:
+        return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    except (TypeError, ValueError, OverflowError) as error:
         raise ValidationError.field("next", "is not a token this server gave out") from error
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _newest_first(alert: Alert) -> tuple[float, str]:

@@ -51,3 +51,15 @@ def existing_id(value: object, what: str) -> str:
         return str(uuid.UUID(str(value)))
     except ValueError as error:
         raise NotFound(f"no {what} {value}") from error
+
+
+def is_storable_text(text: str) -> bool:
+    """Text both databases store alike: no NUL (PostgreSQL refuses it) and no lone surrogate
+    (it has no UTF-8 form)."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -11,6 +11,7 @@ import base64
 import json
 from typing import Any
 
+from blockwatch.checks import is_storable_text
 from blockwatch.domain import ValidationError
 from geo.coordinates import finite_number
 
@@ -41,7 +42,7 @@ def decode_next(token: str | None, kinds: tuple[type, ...]) -> list[Any] | None:
             value = finite_number(value)
             if value is None:
                 raise ValidationError.field("next", _NOT_OURS)
-        elif not isinstance(value, kind):
+        elif not isinstance(value, kind) or (kind is str and not is_storable_text(value)):
             raise ValidationError.field("next", _NOT_OURS)
         checked.append(value)
     return checked

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import select
 
 from blockwatch import changelog
-from blockwatch.checks import check_uuid
+from blockwatch.checks import existing_id
 from blockwatch.db import Database
 from blockwatch.domain import TIP_CATEGORIES, NotFound, Tip, ValidationError
 from blockwatch.models import SafetyTip
@@ -60,7 +60,7 @@ def tips_for(
 def get_tip(db: Database, tip_id_: str) -> Tip:
     """One tip by id."""
     with db.read() as session:
-        row = session.get(SafetyTip, check_uuid(tip_id_))
+        row = session.get(SafetyTip, existing_id(tip_id_, "tip"))
         if row is None:
             raise NotFound(f"no tip {tip_id_}")
         return _view(row)

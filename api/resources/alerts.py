@@ -16,6 +16,8 @@ ns = Namespace("alerts", description="Alerts posted by coordinators")
 group_alerts = groups_ns  # /v1/groups/{id}/alerts belongs with the groups in the docs
 
 CAP_XML = "application/cap+xml"
+# Members see exact locations, the public snapped ones: no shared cache may mix them up.
+_PER_READER = {"Vary": "Authorization", "Cache-Control": "private"}
 _problem = model(ns, schemas.Problem)
 _group_problem = model(group_alerts, schemas.Problem)
 
@@ -34,7 +36,7 @@ class NearbyAlerts(Resource):
             http.database(), http.actor(), args["lon"], args["lat"], args["radius_m"],
             args["category"], args["since"], args["limit"], args["next"],
         )
-        return http.respond(http.dump(schemas.NearbyAlertList, page))
+        return http.respond(http.dump(schemas.NearbyAlertList, page), headers=_PER_READER)
 
 
 @ns.route("/<string:alert_id>")
@@ -56,6 +58,7 @@ class AlertItem(Resource):
             alert = alerts.get_alert(http.database(), http.actor(), alert_id)
             response = http.respond(http.dump(schemas.Alert, alert), version=alert.version)
         response.headers["Vary"] = "Accept, Authorization"
+        response.headers["Cache-Control"] = "private"
         return response
 
 
@@ -63,6 +66,7 @@ class AlertItem(Resource):
 @ns.param("alert_id", "The alert's id (UUID)")
 class CancelAlert(Resource):
     @ns.response(200, "The cancelled alert", model(ns, schemas.Alert))
+    @ns.response(429, "Too many writes; see Retry-After", _problem)
     @ns.response(401, "No or bad token", _problem)
     @ns.response(403, "Not a coordinator of its group nor an admin", _problem)
     @ns.response(404, "No such alert", _problem)
@@ -89,12 +93,16 @@ class GroupAlerts(Resource):
         page = alerts.alerts_of_group(
             http.database(), http.actor(), group_id, args["status"], args["limit"], args["next"]
         )
-        return http.respond(http.dump(schemas.AlertList, page))
+        return http.respond(http.dump(schemas.AlertList, page), headers=_PER_READER)
 
     @group_alerts.expect(model(group_alerts, schemas.AlertCreate))
     @group_alerts.response(201, "Created", model(group_alerts, schemas.Alert))
     @group_alerts.response(200, "The same id and body were posted before: the stored alert",
                            model(group_alerts, schemas.Alert))
+    @group_alerts.response(400, "Malformed JSON", _group_problem)
+    @group_alerts.response(413, "Body too large", _group_problem)
+    @group_alerts.response(415, "Body not application/json", _group_problem)
+    @group_alerts.response(429, "Too many writes; see Retry-After", _group_problem)
     @group_alerts.response(401, "No or bad token", _group_problem)
     @group_alerts.response(403, "Not a coordinator of this group nor an admin", _group_problem)
     @group_alerts.response(404, "No such group", _group_problem)

@@ -75,6 +75,10 @@ class GroupCollection(Resource):
 
     @ns.expect(model(ns, schemas.GroupCreate))
     @ns.response(201, "Created", model(ns, schemas.Group))
+    @ns.response(400, "Malformed JSON", _problem)
+    @ns.response(413, "Body too large", _problem)
+    @ns.response(415, "Body not application/json", _problem)
+    @ns.response(429, "Too many writes; see Retry-After", _problem)
     @ns.response(401, "No or bad token", _problem)
     @ns.response(403, "Not an admin", _problem)
     @ns.response(422, "Invalid fields; an invalid boundary names the problem and where",
@@ -112,6 +116,9 @@ class GroupItem(Resource):
               required=True)
     @ns.response(200, "The edited group", model(ns, schemas.Group))
     @ns.response(400, "A malformed If-Match or body", _problem)
+    @ns.response(413, "Body too large", _problem)
+    @ns.response(415, "Body not application/json", _problem)
+    @ns.response(429, "Too many writes; see Retry-After", _problem)
     @ns.response(401, "No or bad token", _problem)
     @ns.response(403, "Not a coordinator of this group nor an admin", _problem)
     @ns.response(404, "No such group", _problem)

@@ -13,7 +13,9 @@ from blockwatch.db import Database
 @pytest.fixture
 def app(database_url):
     database = Database(database_url, Settings(database_url=database_url, index_staleness_s=0.0))
-    application = create_app({"TESTING": True, "database": database})
+    application = create_app(
+        {"TESTING": True, "database": database, "BLOCKWATCH_RATE_LIMIT_WRITES": "off"}
+    )
     yield application
     database.dispose()
 

@@ -94,4 +94,6 @@ def app_over(database):
     """The app of ``tests/api/conftest.py``, over a given database."""
     from api import create_app
 
-    return create_app({"TESTING": True, "database": database})
+    return create_app(
+        {"TESTING": True, "database": database, "BLOCKWATCH_RATE_LIMIT_WRITES": "off"}
+    )

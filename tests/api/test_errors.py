@@ -442,6 +442,82 @@ def test_too_many_writes_are_429_with_retry_after(database_url):
     assert answers[-1].headers["Retry-After"] == "60"
     assert "Retry-After" not in answers[0].headers
     assert client.get("/v1/health").status_code == 200  # reads are not limited
-    other = client.post("/v1/groups", json={}, headers={"Authorization": "Bearer bw_other"})
-    assert other.status_code == 401  # another token has its own budget
+    # Invented tokens do not buy a fresh budget: they count against the address.
+    forged = client.post("/v1/groups", json={}, headers={"Authorization": "Bearer bw_forged"})
+    assert forged.status_code == 429
     database.dispose()
+
+
+def test_the_write_budget_is_shared_by_every_endpoint_and_kept_per_account(database_url):
+    from api import create_app as make_app
+    from blockwatch import accounts as bw_accounts
+    from blockwatch.config import Settings as BwSettings
+    from blockwatch.db import Database as BwDatabase
+
+    database = BwDatabase(database_url, BwSettings(database_url=database_url))
+    limited = make_app({"database": database, "BLOCKWATCH_RATE_LIMIT_WRITES": "2 per minute"})
+    client = limited.test_client()
+    admin = {"Authorization": "Bearer " + bw_accounts.create_token(database, "Lim", "admin")}
+    other = {"Authorization": "Bearer " + bw_accounts.create_token(database, "Lim2", "admin")}
+    first = client.post("/v1/groups", json={}, headers=admin)
+    second = client.post("/v1/alerts/00000000-0000-0000-0000-000000000000/cancel",
+                         headers=admin)
+    third = client.patch("/v1/groups/00000000-0000-0000-0000-000000000000", json={},
+                         headers=admin)
+    assert (first.status_code, second.status_code, third.status_code) == (422, 404, 429)
+    assert client.post("/v1/groups", json={}, headers=other).status_code == 422
+    database.dispose()
+
+
+@pytest.mark.parametrize("position", [
+    ["0001-01-01T00:00:00+14:00", "x"], ["9999-12-31T23:59:59-14:00", "x"],
+    ["2024-01-01T00:00:00+00:00", "\u0000"], ["2024-01-01T00:00:00+00:00", "\ud800"],
+    ["2024-01-01T00:00:00+00:00", "not-a-uuid"],
+])
+def test_forged_next_tokens_on_group_alerts_are_422(client, tokens, db, position):
+    import base64
+    import json as std_json
+
+    import shapely as shp
+
+    from blockwatch.domain import OPERATOR as OP
+    from blockwatch.domain import GroupDraft as Draft
+    from blockwatch.groups import create_group
+
+    group = create_group(db, OP, Draft(name="N", boundary=shp.box(-122.3, 47.6, -122.29, 47.61)))
+    raw = std_json.dumps(position).encode("utf-8", "surrogatepass")
+    token = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    for url in (f"/v1/groups/{group.id}/alerts?status=all&next={token}",
+                f"/v1/alerts/nearby?lat=47.6&lon=-122.3&next={token}"):
+        assert_problem(client.get(url), 422, "next")
+
+
+@pytest.mark.parametrize("tag", ['"\u00b2"', '"1' + "0" * 5000 + '"', 'W/"1"', '"-1"'])
+def test_odd_if_match_values_are_400(client, tokens, db, tag):
+    import shapely as shp
+
+    from blockwatch.domain import OPERATOR as OP
+    from blockwatch.domain import GroupDraft as Draft
+    from blockwatch.groups import create_group
+
+    group = create_group(db, OP, Draft(name="M", boundary=shp.box(-122.3, 47.6, -122.29, 47.61)))
+    headers = {**tokens("admin"), "If-Match": tag.encode("latin-1", "replace").decode("latin-1")}
+    response = client.patch(f"/v1/groups/{group.id}", json={"name": "x"}, headers=headers)
+    assert_problem(response, 400)
+
+
+def test_an_oversize_chunked_body_is_413(client, tokens):
+    import io
+
+    body = b'{"name": "' + b"x" * 1_200_000 + b'"}'
+    # A chunked body has no Content-Length: the server reads it up to the limit and stops.
+    response = client.open(
+        "/v1/groups", method="POST", input_stream=io.BytesIO(body),
+        headers={**tokens("admin"), "Transfer-Encoding": "chunked"},
+        content_type="application/json", environ_overrides={"wsgi.input_terminated": True},
+    )
+    assert_problem(response, 413)
+
+
+def test_a_tip_id_that_is_not_a_uuid_is_404(client):
+    assert_problem(client.get("/v1/tips/not-a-uuid"), 404)

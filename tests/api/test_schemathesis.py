@@ -68,7 +68,9 @@ def fuzz_app(tmp_path_factory):
     database = Database(url, Settings(database_url=url, index_staleness_s=0.0))
     database.migrate()
     fixtures.load_fixtures(database)
-    application = create_app({"TESTING": True, "database": database})
+    application = create_app(
+        {"TESTING": True, "database": database, "BLOCKWATCH_RATE_LIMIT_WRITES": "off"}
+    )
     application.logger.disabled = True  # expected 5xx findings would flood the output
     yield application
     database.dispose()
