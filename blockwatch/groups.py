@@ -27,6 +27,7 @@ from blockwatch.checks import check_limit, check_point, check_radius, check_uuid
 from blockwatch.db import Database
 from blockwatch.domain import (
     Actor,
+    Conflict,
     Forbidden,
     Group,
     GroupDraft,
@@ -119,12 +120,30 @@ def get_group(db: Database, group_id: str) -> Group:
 # -- writing ------------------------------------------------------------------------------
 def create_group(db: Database, actor: Actor, draft: GroupDraft) -> Group:
     """Create a group (admins only). An invalid boundary is a 422 naming the problem and where."""
+    return post_group(db, actor, draft)[0]
+
+
+def post_group(db: Database, actor: Actor, draft: GroupDraft) -> tuple[Group, bool]:
+    """Create a group (admins only), idempotent on a client-made ``draft.id``: the same id with
+    the same fields gives back the stored group (created False), with other fields a
+    :class:`Conflict`. Returns the group and whether it was created now."""
     _require_admin(actor)
     [row] = _new_rows([draft])
     with db.write() as session:
+        existing = session.get(GroupRow, row.id) if draft.id else None
+        if existing is not None:
+            if _same_fields(existing, row):
+                return _view(session, existing), False
+            raise Conflict(f"group {row.id} exists with different fields")
         _insert(session, [row])
         session.flush()
-        return _view(session, row)
+        return _view(session, row), True
+
+
+def _same_fields(stored: GroupRow, new: GroupRow) -> bool:
+    return all(getattr(stored, name) == getattr(new, name) for name in (
+        "name", "description", "boundary_geojson", "languages", "meeting_info",
+    ))
 
 
 def create_groups(db: Database, actor: Actor, drafts: Iterable[GroupDraft]) -> list[str]:

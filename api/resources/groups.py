@@ -75,6 +75,9 @@ class GroupCollection(Resource):
 
     @ns.expect(model(ns, schemas.GroupCreate))
     @ns.response(201, "Created", model(ns, schemas.Group))
+    @ns.response(200, "The same id and fields were posted before: the stored group",
+                 model(ns, schemas.Group))
+    @ns.response(409, "The id was used for a group with other fields", _problem)
     @ns.response(400, "Malformed JSON", _problem)
     @ns.response(413, "Body too large", _problem)
     @ns.response(415, "Body not application/json", _problem)
@@ -93,10 +96,10 @@ class GroupCollection(Resource):
             boundary=fields["boundary"], description=fields["description"],
             languages=tuple(fields["languages"]), meeting_info=fields["meeting_info"],
         )
-        created = groups.create_group(http.database(), who, draft)
+        group, created = groups.post_group(http.database(), who, draft)
         return http.respond(
-            http.dump(schemas.Group, created), 201, version=created.version,
-            headers={"Location": f"{request.script_root}/v1/groups/{created.id}"},
+            http.dump(schemas.Group, group), 201 if created else 200, version=group.version,
+            headers={"Location": f"{request.script_root}/v1/groups/{group.id}"},
         )
 
 

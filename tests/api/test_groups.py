@@ -422,3 +422,15 @@ def test_distances_are_metres_on_the_ellipsoid(client, layout):
     expected = geo.distance_m(LON, LAT, -122.322, LAT)
     assert east["distance_m"] == pytest.approx(expected, rel=1e-6)
     assert math.isfinite(east["distance_m"])
+
+
+def test_a_repeated_client_id_is_the_same_request_or_a_conflict(client, tokens):
+    admin = tokens("admin")
+    body = {"id": "7b0e0b7e-1c7a-4d1e-9a53-3f2b8f0c1d11", "name": "Offline",
+            "boundary": {"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 0]]]}}
+    first = client.post("/v1/groups", json=body, headers=admin)
+    again = client.post("/v1/groups", json=body, headers=admin)
+    other = client.post("/v1/groups", json={**body, "name": "Else"}, headers=admin)
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.get_json() == first.get_json()
+    assert_problem(other, 409)
