@@ -12,18 +12,17 @@ from collections.abc import Mapping
 from functools import cached_property
 from typing import Any
 
-from flask import Blueprint, Flask, request
+from flask import Blueprint, Flask
 from flask_compress import Compress
-from flask_limiter import Limiter
 from flask_restx import Api
 from werkzeug.exceptions import HTTPException
 
 from api import http, openapi
 from api.problems import problem_for
+from api.ratelimit import WriteBudget
 from blockwatch import __version__
 from blockwatch.config import Settings
 from blockwatch.db import Database
-from blockwatch.domain import DomainError
 
 MAX_BODY_BYTES = 1_000_000
 DEFAULT_WRITES = "120 per minute"
@@ -105,36 +104,16 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
 
 def _limit_writes(app: Flask) -> None:
-    """Writes (POST, PATCH, DELETE) per token, or per address without one: 429 with
-    ``Retry-After`` past ``BLOCKWATCH_RATE_LIMIT_WRITES`` (default 120 per minute; ``off`` turns
-    it off). Counters live in memory per worker, or in ``BLOCKWATCH_RATE_LIMIT_STORAGE`` (e.g.
-    ``redis://127.0.0.1:6379/0``, with the redis client installed) to be shared."""
+    """Writes per account (or per address without a valid token): 429 with ``Retry-After`` past
+    ``BLOCKWATCH_RATE_LIMIT_WRITES`` (default 120 per minute; ``off`` turns it off). Counters
+    live in memory per worker, or in ``BLOCKWATCH_RATE_LIMIT_STORAGE`` to be shared."""
     setting = app.config.get(
         "BLOCKWATCH_RATE_LIMIT_WRITES",
         os.environ.get("BLOCKWATCH_RATE_LIMIT_WRITES", DEFAULT_WRITES),
     )
     if str(setting).strip().lower() == "off":
         return
-    Limiter(
-        key_func=_client_key,
-        app=app,
-        # One budget for all writes of a client, whichever endpoint they go to.
-        application_limits=[setting],
-        application_limits_exempt_when=lambda: request.method in ("GET", "HEAD", "OPTIONS"),
-        storage_uri=app.config.get(
-            "BLOCKWATCH_RATE_LIMIT_STORAGE",
-            os.environ.get("BLOCKWATCH_RATE_LIMIT_STORAGE", "memory://"),
-        ),
-        strategy="moving-window",
-    )
-
-
-def _client_key() -> str:
-    """The account of a valid token; otherwise the address (so invented tokens share it)."""
-    try:
-        who = http.actor()
-    except DomainError:
-        who = None
-    if who is not None and who.account_id is not None:
-        return "account:" + who.account_id
-    return "address:" + (request.remote_addr or "unknown")
+    app.extensions["blockwatch.write_budget"] = WriteBudget(setting, app.config.get(
+        "BLOCKWATCH_RATE_LIMIT_STORAGE",
+        os.environ.get("BLOCKWATCH_RATE_LIMIT_STORAGE", "memory://"),
+    ))

@@ -91,11 +91,24 @@ def _check_text(value: Any, path: str) -> None:
 
 
 def authenticated_actor() -> Actor:
-    """The actor of a write: without a token, a 401 before anything else is judged."""
-    who = actor()
+    """The actor of a write, its write counted: without a valid token, a 401 (counted against
+    the address) before anything else is judged."""
+    try:
+        who = actor()
+    except NotAuthenticated:
+        _spend_write("address:" + (request.remote_addr or "unknown"))
+        raise
     if not who.is_authenticated:
+        _spend_write("address:" + (request.remote_addr or "unknown"))
         raise NotAuthenticated("this needs 'Authorization: Bearer <token>'")
+    _spend_write(f"account:{who.account_id}")
     return who
+
+
+def _spend_write(key: str) -> None:
+    budget = current_app.extensions.get("blockwatch.write_budget")
+    if budget is not None:
+        budget.spend(key)
 
 
 class RenderedCache:

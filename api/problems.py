@@ -10,11 +10,11 @@ from __future__ import annotations
 from http import HTTPStatus
 
 from flask import Response, current_app, json
-from flask_limiter.errors import RateLimitExceeded
 from marshmallow import ValidationError as SchemaValidationError
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
+from api.ratelimit import TooManyWrites
 from blockwatch.domain import DomainError, PreconditionFailed
 
 PROBLEM_JSON = "application/problem+json"
@@ -69,11 +69,9 @@ def problem_for(error: BaseException) -> Response:
         errors = _flatten(error.messages)
         detail = "; ".join(f"{field}: {' '.join(texts)}" for field, texts in errors.items())
         return problem(422, detail, errors, "Invalid field values")
-    if isinstance(error, RateLimitExceeded):
-        # Waiting one whole window always frees the moving window again.
-        window_s = error.limit.limit.get_expiry()
-        return problem(429, f"too many writes: at most {error.description}",
-                       headers={"Retry-After": str(window_s)})
+    if isinstance(error, TooManyWrites):
+        return problem(429, error.description or "", headers={
+            "Retry-After": str(error.retry_after_s)})
     if isinstance(error, HTTPException):
         headers = {}
         if error.code == 405 and error.valid_methods:
