@@ -255,16 +255,30 @@ class NearbyGroupList(Output):
     next = fields.String(allow_none=True)
 
 
+class GroupProperties(Output):
+    name = fields.String()
+    version = fields.Integer()
+    languages = fields.List(fields.String())
+
+
 class GroupFeature(Output):
-    type = fields.String(metadata={"example": "Feature"})
+    """A group as a GeoJSON Feature, for maps: its boundary and a few properties."""
+
+    type = fields.Constant("Feature", metadata={"example": "Feature"})
     id = fields.String()
     geometry = GeoJSONGeometry()
-    properties = fields.Dict()
+    properties = fields.Nested(GroupProperties)
+
+    @pre_dump
+    def _from_group(self, group, **kwargs) -> dict[str, Any]:
+        return {"id": group.id, "geometry": group.boundary, "properties": group}
 
 
 class GroupFeatureCollection(Output):
-    type = fields.String(metadata={"example": "FeatureCollection"})
-    features = fields.List(fields.Nested(GroupFeature))
+    """A page of groups as a GeoJSON FeatureCollection; ``next`` is a foreign member."""
+
+    type = fields.Constant("FeatureCollection", metadata={"example": "FeatureCollection"})
+    features = fields.List(fields.Nested(GroupFeature), attribute="items")
     next = fields.String(allow_none=True, metadata={
         "description": "foreign member: the next page, when more groups match"})
 

@@ -181,6 +181,7 @@ def alerts_near(
     hits = []
     with db.read() as session:
         rows = _rows(session, candidates)
+        names = _author_names(session, rows)
         for row in rows:
             if row.status != "active" or row.expires_at <= now:
                 continue
@@ -188,7 +189,7 @@ def alerts_near(
                 continue
             if since is not None and row.sent_at < since:
                 continue
-            alert = _view(session, actor, row, now)
+            alert = _view(session, actor, row, now, names)
             distance = geo.distance_m(lon, lat, *alert.location)
             if distance <= radius_m:
                 hits.append(replace(alert, distance_m=distance))
@@ -233,7 +234,8 @@ def alerts_of_group(
         rows = session.scalars(
             query.order_by(AlertRow.sent_at.desc(), AlertRow.id).limit(limit + 1)
         ).all()
-        items = [_view(session, actor, row, now) for row in rows[:limit]]
+        names = _author_names(session, rows[:limit])
+        items = [_view(session, actor, row, now, names) for row in rows[:limit]]
     more = len(rows) > limit
     token = encode_next([items[-1].sent_at.isoformat(), items[-1].id]) if more else None
     return Page(items, token)
@@ -312,7 +314,21 @@ def _rows(session: Session, ids: list[str]) -> list[AlertRow]:
     return list(session.scalars(select(AlertRow).where(AlertRow.id.in_(ids))).all())
 
 
-def _view(session: Session, actor: Actor, row: AlertRow, now: datetime) -> Alert:
+def _author_names(session: Session, rows: list[AlertRow]) -> dict[str, str]:
+    """Display names of the authors of ``rows``, in one query (lists would otherwise ask once
+    per alert)."""
+    ids = {row.author_id for row in rows if row.author_id is not None}
+    if not ids:
+        return {}
+    return dict(session.execute(
+        select(Account.id, Account.display_name).where(Account.id.in_(ids))
+    ).all())
+
+
+def _view(
+    session: Session, actor: Actor, row: AlertRow, now: datetime,
+    author_names: dict[str, str] | None = None,
+) -> Alert:
     exact = actor.belongs_to(row.group_id)
     location = None
     if row.lon is not None:
@@ -322,6 +338,8 @@ def _view(session: Session, actor: Actor, row: AlertRow, now: datetime) -> Alert
     author_name = ""
     if row.author_id is not None and row.author_id == actor.account_id:
         author_name = actor.display_name or ""
+    elif author_names is not None and row.author_id is not None:
+        author_name = author_names.get(row.author_id, "")
     elif row.author_id is not None:
         author_name = session.scalar(
             select(Account.display_name).where(Account.id == row.author_id)

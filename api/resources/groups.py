@@ -6,7 +6,6 @@ from flask import request
 from flask_restx import Namespace, Resource
 from werkzeug.exceptions import PreconditionRequired
 
-import geo
 from api import http, schemas
 from api.openapi import model, query_params
 from blockwatch import groups
@@ -61,17 +60,9 @@ class GroupCollection(Resource):
         page = groups.groups_in_bbox(
             http.database(), args["bbox"], args["limit"], args["next"], args["simplify_m"]
         )
-        collection = {
-            "type": "FeatureCollection",
-            "features": [
-                {"type": "Feature", "id": group.id, "geometry": geo.to_geojson(group.boundary),
-                 "properties": {"name": group.name, "version": group.version,
-                                "languages": list(group.languages)}}
-                for group in page.items
-            ],
-            "next": page.next,
-        }
-        return http.respond(collection, mimetype="application/geo+json")
+        return http.respond(
+            http.dump(schemas.GroupFeatureCollection, page), mimetype="application/geo+json"
+        )
 
     @ns.expect(model(ns, schemas.GroupCreate))
     @ns.response(201, "Created", model(ns, schemas.Group))
