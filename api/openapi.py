@@ -47,3 +47,26 @@ def query_params(schema: type[Schema]) -> dict[str, dict[str, Any]]:
     for param in params:
         param.pop("example", None)  # Swagger 2.0 has no examples on query parameters
     return {param.pop("name"): param for param in params}
+
+
+# What the shared write plumbing answers (``http.authenticated_actor`` and ``http.body``),
+# whichever write it serves.
+_WRITE_ERRORS = (
+    (400, "Malformed JSON or header"),
+    (401, "No or bad token"),
+    (413, "Body too large"),
+    (415, "Body not application/json"),
+    (429, "Too many writes; see Retry-After"),
+)
+
+
+def write_errors(namespace: Namespace, problem_schema: type[Schema]):
+    """Decorator documenting a write's bearer security and the statuses every write may get."""
+    problem = model(namespace, problem_schema)
+
+    def decorate(method):
+        for code, description in _WRITE_ERRORS:
+            method = namespace.response(code, description, problem)(method)
+        return namespace.doc(security="bearer")(method)
+
+    return decorate

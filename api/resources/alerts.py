@@ -7,7 +7,7 @@ from flask import request
 from flask_restx import Namespace, Resource
 
 from api import http, schemas
-from api.openapi import model, query_params
+from api.openapi import model, query_params, write_errors
 from api.resources.groups import ns as groups_ns
 from blockwatch import alerts
 from blockwatch.domain import AlertDraft
@@ -99,16 +99,11 @@ class GroupAlerts(Resource):
     @group_alerts.response(201, "Created", model(group_alerts, schemas.Alert))
     @group_alerts.response(200, "The same id and body were posted before: the stored alert",
                            model(group_alerts, schemas.Alert))
-    @group_alerts.response(400, "Malformed JSON", _group_problem)
-    @group_alerts.response(413, "Body too large", _group_problem)
-    @group_alerts.response(415, "Body not application/json", _group_problem)
-    @group_alerts.response(429, "Too many writes; see Retry-After", _group_problem)
-    @group_alerts.response(401, "No or bad token", _group_problem)
     @group_alerts.response(403, "Not a coordinator of this group nor an admin", _group_problem)
     @group_alerts.response(404, "No such group", _group_problem)
     @group_alerts.response(409, "The id was used for a different alert", _group_problem)
     @group_alerts.response(422, "Invalid fields", _group_problem)
-    @group_alerts.doc(security="bearer")
+    @write_errors(group_alerts, schemas.Problem)
     def post(self, group_id: str):
         """Post an alert in a group you coordinate; idempotent on a client-made id."""
         who = http.authenticated_actor()

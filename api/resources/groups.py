@@ -7,7 +7,7 @@ from flask_restx import Namespace, Resource
 from werkzeug.exceptions import PreconditionRequired
 
 from api import http, schemas
-from api.openapi import model, query_params
+from api.openapi import model, query_params, write_errors
 from blockwatch import groups
 from blockwatch.domain import GroupDraft, Page
 
@@ -69,15 +69,10 @@ class GroupCollection(Resource):
     @ns.response(200, "The same id and fields were posted before: the stored group",
                  model(ns, schemas.Group))
     @ns.response(409, "The id was used for a group with other fields", _problem)
-    @ns.response(400, "Malformed JSON", _problem)
-    @ns.response(413, "Body too large", _problem)
-    @ns.response(415, "Body not application/json", _problem)
-    @ns.response(429, "Too many writes; see Retry-After", _problem)
-    @ns.response(401, "No or bad token", _problem)
     @ns.response(403, "Not an admin", _problem)
     @ns.response(422, "Invalid fields; an invalid boundary names the problem and where",
                  _problem)
-    @ns.doc(security="bearer")
+    @write_errors(ns, schemas.Problem)
     def post(self):
         """Create a group (admins)."""
         who = http.authenticated_actor()
@@ -109,17 +104,12 @@ class GroupItem(Resource):
     @ns.param("If-Match", 'The ETag of the version edited, e.g. "42"', _in="header",
               required=True)
     @ns.response(200, "The edited group", model(ns, schemas.Group))
-    @ns.response(400, "A malformed If-Match or body", _problem)
-    @ns.response(413, "Body too large", _problem)
-    @ns.response(415, "Body not application/json", _problem)
-    @ns.response(429, "Too many writes; see Retry-After", _problem)
-    @ns.response(401, "No or bad token", _problem)
     @ns.response(403, "Not a coordinator of this group nor an admin", _problem)
     @ns.response(404, "No such group", _problem)
     @ns.response(412, "The group changed since that version", _problem)
     @ns.response(422, "Invalid fields", _problem)
     @ns.response(428, "If-Match is required", _problem)
-    @ns.doc(security="bearer")
+    @write_errors(ns, schemas.Problem)
     def patch(self, group_id: str):
         """Edit a group (its coordinators, admins): whole-field replacement."""
         who = http.authenticated_actor()
