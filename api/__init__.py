@@ -7,6 +7,7 @@ handling as problem+json, gzip, the OpenAPI document at ``/v1/openapi.json`` and
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from functools import cached_property
@@ -51,7 +52,7 @@ class BlockwatchApi(Api):
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """A Blockwatch app. ``config`` may set ``BLOCKWATCH_DATABASE_URL`` (else the environment's)
     and any Flask setting; ``database`` may hand over a ready :class:`Database`."""
-    from api.resources import alerts, groups, service, tips
+    from api.resources import alerts, groups, service, sync, tips
 
     config = dict(config or {})
     app = Flask(__name__)
@@ -70,10 +71,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     if database is None:
         settings = Settings.from_env()
         url = app.config.get("BLOCKWATCH_DATABASE_URL", settings.database_url)
-        database = Database(url, Settings(
-            database_url=url, tombstone_horizon_days=settings.tombstone_horizon_days,
-            index_staleness_s=settings.index_staleness_s,
-        ))
+        database = Database(url, dataclasses.replace(settings, database_url=url))
     app.extensions["blockwatch.db"] = database
     # Renderings of entities by version, per app (so per database): enough for every group of
     # a large city without evicting on every request.
@@ -91,6 +89,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     api.add_namespace(groups.ns, path="/groups")
     api.add_namespace(alerts.ns, path="/alerts")
     api.add_namespace(tips.ns, path="/tips")
+    api.add_namespace(sync.ns, path="/sync")
     api.add_namespace(service.ns, path="")
     app.register_blueprint(blueprint)
     app.add_url_rule("/docs", "docs", api.render_doc)

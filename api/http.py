@@ -120,8 +120,10 @@ class RenderedCache:
         self._texts: OrderedDict[tuple, str] = OrderedDict()
         self._lock = threading.Lock()
 
-    def text(self, cls: type[Schema], entity: Any) -> str:
-        key = (cls, entity.id, entity.version)
+    def text(self, cls: type[Schema], entity: Any, variant: tuple = ()) -> str:
+        """``entity`` rendered by ``cls``; ``variant`` names whatever else the rendering
+        depends on (an alert's location precision for this reader, its status by the clock)."""
+        key = (cls, entity.id, entity.version, *variant)
         with self._lock:
             found = self._texts.get(key)
             if found is not None:

@@ -42,8 +42,8 @@ def problem(
     return response
 
 
-def _flatten(messages, prefix: str = "") -> dict[str, list[str]]:
-    """marshmallow's nested messages as ``{"field.sub": ["message"]}``."""
+def flatten(messages, prefix: str = "") -> dict[str, list[str]]:
+    """marshmallow's nested messages as ``{"field.sub": ["message"]}`` (under ``prefix``)."""
     if isinstance(messages, list):
         return {prefix or "_schema": [str(m) for m in messages]}
     flat: dict[str, list[str]] = {}
@@ -51,7 +51,7 @@ def _flatten(messages, prefix: str = "") -> dict[str, list[str]]:
         name = str(key) if not prefix else f"{prefix}.{key}"
         if key == "_schema" and prefix:
             name = prefix
-        for field, texts in _flatten(value, name).items():
+        for field, texts in flatten(value, name).items():
             flat.setdefault(field, []).extend(texts)
     return flat
 
@@ -66,7 +66,7 @@ def problem_for(error: BaseException) -> Response:
             headers["WWW-Authenticate"] = 'Bearer realm="blockwatch"'
         return problem(error.status, error.detail, error.errors, error.title, headers)
     if isinstance(error, SchemaValidationError):
-        errors = _flatten(error.messages)
+        errors = flatten(error.messages)
         detail = "; ".join(f"{field}: {' '.join(texts)}" for field, texts in errors.items())
         return problem(422, detail, errors, "Invalid field values")
     if isinstance(error, TooManyWrites):

@@ -386,3 +386,162 @@ class TipList(Output):
 class Health(Output):
     status = fields.String(metadata={"example": "ok"})
     database = fields.String(metadata={"example": "ok"})
+
+
+# -- sync (SYNC.md) --------------------------------------------------------------------------
+SYNC_OPS = ("alert.create", "alert.cancel", "group.update")
+SYNC_STATUSES = ("applied", "duplicate", "rejected", "conflict")
+#: The largest integer every client language holds exactly (JavaScript's Number included).
+MAX_SAFE_INTEGER = 2**53 - 1
+_UUID_TEXT = {"metadata": {"format": "uuid"}}
+
+
+class SyncArea(Schema):
+    class Meta:
+        unknown = RAISE
+
+    lat = _latitude(required=True)
+    lon = _longitude(required=True)
+    radius_m = fields.Float(
+        required=True, allow_nan=False,
+        validate=validate.Range(min=0, max=MAX_RADIUS_M, min_inclusive=False),
+        metadata={"description": f"metres, greater than 0 and at most {MAX_RADIUS_M}",
+                  "example": 3000},
+    )
+
+
+class SyncScope(Schema):
+    """The groups whose boundary intersects ``area``, plus ``group_ids``, plus the token's own
+    groups; their alerts; tips in ``languages`` (English always comes too, as the fallback)."""
+
+    class Meta:
+        unknown = RAISE
+
+    area = fields.Nested(SyncArea, load_default=None, allow_none=True)
+    group_ids = fields.List(fields.String(**_UUID_TEXT), load_default=list,
+                            validate=validate.Length(max=1000))
+    languages = fields.List(
+        fields.String(validate=validate.Regexp(r"^[A-Za-z]{1,8}(-[A-Za-z0-9]{1,8})*$")),
+        load_default=lambda: ["en"], validate=validate.Length(max=20),
+        metadata={"description": "BCP 47 tags", "example": ["en", "es"]},
+    )
+
+
+class SyncPullRequest(Schema):
+    class Meta:
+        unknown = RAISE
+
+    cursor = fields.String(load_default=None, allow_none=True, metadata={
+        "description": "the cursor of the last page applied; null for a first sync"})
+    scope = fields.Nested(SyncScope, required=True)
+    have_groups = fields.List(
+        fields.String(**_UUID_TEXT), load_default=list, validate=validate.Length(max=10_000),
+        metadata={"description": "ids of the groups the replica holds"},
+    )
+    limit = fields.Integer(load_default=500, strict=True, validate=validate.Range(1, 5000),
+                           metadata={"description": "most entities in the page, 1 to 5000"})
+    schema_version = fields.Integer(load_default=1, strict=True, validate=validate.Equal(1))
+
+
+class SyncGroupChanges(Output):
+    upserted = fields.List(fields.Nested(Group))
+    deleted = fields.List(fields.String(**_UUID_TEXT))
+
+
+class SyncAlertChanges(Output):
+    upserted = fields.List(fields.Nested(Alert))
+    deleted = fields.List(fields.String(**_UUID_TEXT))
+
+
+class SyncTip(Tip):
+    key = fields.String(metadata={"description": "ties the translations of one tip"})
+    version = fields.Integer()
+
+
+class SyncTipChanges(Output):
+    upserted = fields.List(fields.Nested(SyncTip))
+    deleted = fields.List(fields.String(**_UUID_TEXT))
+
+
+class SyncPullResponse(Output):
+    """One page: apply ``removed_groups`` and the deletions, then the upserts, and store the
+    cursor, all in one local transaction; pull again at once while ``has_more``."""
+
+    cursor = fields.String(metadata={"description": "opaque; send it with the next pull"})
+    has_more = fields.Boolean()
+    reset = fields.Boolean(metadata={
+        "description": "clear the replica (keep the outbox) before applying this page"})
+    groups = fields.Nested(SyncGroupChanges)
+    alerts = fields.Nested(SyncAlertChanges)
+    tips = fields.Nested(SyncTipChanges)
+    removed_groups = fields.List(fields.String(**_UUID_TEXT), metadata={
+        "description": "held groups now out of scope: drop each with its alerts"})
+
+
+class SyncMutation(Schema):
+    class Meta:
+        unknown = RAISE
+
+    mutation_id = fields.Integer(
+        required=True, strict=True, validate=validate.Range(1, MAX_SAFE_INTEGER),
+        metadata={"description": "increasing per client_id (at most 2^53 - 1)"},
+    )
+    op = fields.String(required=True, validate=validate.OneOf(SYNC_OPS))
+    base_version = fields.Integer(
+        load_default=None, strict=True, validate=validate.Range(0, MAX_SAFE_INTEGER),
+        metadata={"description": "group.update: the version the edit was made against"},
+    )
+    args = fields.Dict(required=True, metadata={
+        "description": "alert.create: the fields of a new alert (as POST "
+                       "/groups/{id}/alerts takes them) with its group_id and a client-made id; "
+                       "alert.cancel: {id}; group.update: {id} and the fields to replace"})
+
+
+class AlertCreateArgs(AlertCreate):
+    group_id = fields.UUID(required=True)
+
+
+class AlertCancelArgs(Schema):
+    class Meta:
+        unknown = RAISE
+
+    id = fields.UUID(required=True)
+
+
+class GroupUpdateArgs(GroupPatch):
+    id = fields.UUID(required=True)
+
+    @validates_schema
+    def _not_empty(self, data: dict[str, Any], **kwargs) -> None:
+        if set(data) <= {"id"}:
+            raise ValidationError("give at least one field to change", field_name="_schema")
+
+
+class SyncPushRequest(Schema):
+    class Meta:
+        unknown = RAISE
+
+    client_id = fields.UUID(required=True, metadata={
+        "description": "made once per installation (and account)"})
+    mutations = fields.List(fields.Nested(SyncMutation), required=True,
+                            validate=validate.Length(max=500))
+
+
+class SyncMutationResult(Output):
+    mutation_id = fields.Integer()
+    status = fields.String(validate=validate.OneOf(SYNC_STATUSES))
+    original_status = fields.String(allow_none=True, metadata={
+        "description": "on a duplicate: the status the mutation got when first applied"})
+    id = fields.String(allow_none=True, metadata={"description": "the entity it changed"})
+    version = fields.Integer(allow_none=True, metadata={
+        "description": "applied: the entity's new version; conflict: its current version"})
+    problem = fields.Nested(Problem, allow_none=True, metadata={
+        "description": "rejected: why it can never apply"})
+    entity = fields.Nested(Group, allow_none=True, metadata={
+        "description": "conflict: the group as it is now"})
+
+
+class SyncPushResponse(Output):
+    results = fields.List(fields.Nested(SyncMutationResult))
+    last_mutation_id = fields.Integer(metadata={
+        "description": "drop outbox mutations up to this id"})

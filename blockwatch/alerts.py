@@ -58,70 +58,91 @@ def post_alert(
     Returns the alert and whether it was created now. The same id with the same draft gives back
     the stored alert (created False); the same id with another draft is a :class:`Conflict`.
     """
+    now = now or datetime.now(UTC)
+    try:
+        with db.write() as session:
+            return post_alert_in(session, actor, group_id, draft, now)
+    except IntegrityError:
+        with db.read() as session:
+            return repeat_after_race(session, actor, group_id, draft)
+
+
+def post_alert_in(
+    session: Session, actor: Actor, group_id: str, draft: AlertDraft, now: datetime
+) -> tuple[Alert, bool]:
+    """:func:`post_alert` inside the caller's transaction (a sync push applies many at once).
+
+    An :class:`IntegrityError` means a post with the same id raced this one, or the group is
+    gone: roll back and answer with :func:`repeat_after_race`.
+    """
     if not actor.is_authenticated:
         raise NotAuthenticated("posting an alert needs a token")
-    now = now or datetime.now(UTC)
     _check_draft_fields(draft)
     group_id = existing_id(group_id, "group")
     alert_id = check_uuid(draft.id) if draft.id else str(uuid.uuid4())
     fingerprint = _fingerprint(group_id, draft)
-    try:
-        with db.write() as session:
-            existing = session.get(AlertRow, alert_id) if draft.id else None
-            if existing is not None:
-                # A repeat (an offline retry, say) gets the stored alert even if its expiry
-                # has passed since: it is the same request, not a new one.
-                return _repeat(session, actor, existing, group_id, fingerprint), False
-            _check_draft_times(draft, now)
-            if not actor.coordinates(group_id):
-                if session.get(Group, group_id) is None:
-                    raise NotFound(f"no group {group_id}")
-                raise Forbidden("only the group's coordinators and admins may post alerts in it")
-            # The group's existence is left to its foreign key (handled below): one query less
-            # on the hot path.
-            lon, lat = draft.location if draft.location is not None else (None, None)
-            row = AlertRow(
-                id=alert_id, group_id=group_id, category=draft.category,
-                severity=draft.severity, urgency=draft.urgency, certainty=draft.certainty,
-                title=draft.title.strip(), body=draft.body,
-                lon=None if lon is None else float(lon), lat=None if lat is None else float(lat),
-                sent_at=now, expires_at=draft.expires_at or now + DEFAULT_LIFETIME,
-                status="active", author_id=actor.account_id, draft_sha256=fingerprint,
-                updated_at=now,
-            )
-            changelog.stamp(session, row)
-            session.add(row)
-            session.flush()
-            return _view(session, actor, row, now), True
-    except IntegrityError:
-        # Two posts with the same client id raced (the other one won: answer as a repeat), or
-        # the group does not exist (any more).
-        with db.read() as session:
-            existing = session.get(AlertRow, alert_id)
-            if existing is not None:
-                return _repeat(session, actor, existing, group_id, fingerprint), False
-            if session.get(Group, group_id) is None:
-                raise NotFound(f"no group {group_id}") from None
-            raise
+    existing = session.get(AlertRow, alert_id) if draft.id else None
+    if existing is not None:
+        # A repeat (an offline retry, say) gets the stored alert even if its expiry has passed
+        # since: it is the same request, not a new one.
+        return _repeat(session, actor, existing, group_id, fingerprint), False
+    _check_draft_times(draft, now)
+    if not actor.coordinates(group_id):
+        if session.get(Group, group_id) is None:
+            raise NotFound(f"no group {group_id}")
+        raise Forbidden("only the group's coordinators and admins may post alerts in it")
+    # The group's existence is left to its foreign key: one query less on the hot path.
+    lon, lat = draft.location if draft.location is not None else (None, None)
+    row = AlertRow(
+        id=alert_id, group_id=group_id, category=draft.category,
+        severity=draft.severity, urgency=draft.urgency, certainty=draft.certainty,
+        title=draft.title.strip(), body=draft.body,
+        lon=None if lon is None else float(lon), lat=None if lat is None else float(lat),
+        sent_at=now, expires_at=draft.expires_at or now + DEFAULT_LIFETIME,
+        status="active", author_id=actor.account_id, draft_sha256=fingerprint,
+        updated_at=now,
+    )
+    changelog.stamp(session, row)
+    session.add(row)
+    session.flush()
+    return _view(session, actor, row, now), True
+
+
+def repeat_after_race(
+    session: Session, actor: Actor, group_id: str, draft: AlertDraft
+) -> tuple[Alert, bool]:
+    """After a post failed on a constraint: the same id won a race (answer as a repeat), or
+    the group does not exist (any more)."""
+    group_id = existing_id(group_id, "group")
+    existing = session.get(AlertRow, check_uuid(draft.id)) if draft.id else None
+    if existing is not None:
+        return _repeat(session, actor, existing, group_id, _fingerprint(group_id, draft)), False
+    if session.get(Group, group_id) is None:
+        raise NotFound(f"no group {group_id}")
+    raise Conflict("the alert could not be stored; try again")
 
 
 def cancel_alert(db: Database, actor: Actor, alert_id: str, now: datetime | None = None) -> Alert:
     """Cancel an alert (its group's coordinators and admins); cancelling twice is harmless."""
+    with db.write() as session:
+        return cancel_alert_in(session, actor, alert_id, now or datetime.now(UTC))
+
+
+def cancel_alert_in(session: Session, actor: Actor, alert_id: str, now: datetime) -> Alert:
+    """:func:`cancel_alert` inside the caller's transaction."""
     if not actor.is_authenticated:
         raise NotAuthenticated("cancelling an alert needs a token")
-    now = now or datetime.now(UTC)
-    with db.write() as session:
-        row = session.get(AlertRow, existing_id(alert_id, "alert"), with_for_update=True)
-        if row is None:
-            raise NotFound(f"no alert {alert_id}")
-        if not actor.coordinates(row.group_id):
-            raise Forbidden("only the group's coordinators and admins may cancel its alerts")
-        if row.status != "cancelled":
-            row.status = "cancelled"
-            row.updated_at = now
-            changelog.stamp(session, row)
-            session.flush()
-        return _view(session, actor, row, now)
+    row = session.get(AlertRow, existing_id(alert_id, "alert"), with_for_update=True)
+    if row is None:
+        raise NotFound(f"no alert {alert_id}")
+    if not actor.coordinates(row.group_id):
+        raise Forbidden("only the group's coordinators and admins may cancel its alerts")
+    if row.status != "cancelled":
+        row.status = "cancelled"
+        row.updated_at = now
+        changelog.stamp(session, row)
+        session.flush()
+    return _view(session, actor, row, now)
 
 
 def expire_alerts(db: Database, now: datetime | None = None) -> int:
@@ -239,6 +260,14 @@ def alerts_of_group(
     more = len(rows) > limit
     token = encode_next([items[-1].sent_at.isoformat(), items[-1].id]) if more else None
     return Page(items, token)
+
+
+def views_of(
+    session: Session, actor: Actor, rows: list[AlertRow], now: datetime
+) -> list[Alert]:
+    """Alert rows as this actor may see them (authors' names fetched in one query)."""
+    names = _author_names(session, rows)
+    return [_view(session, actor, row, now, names) for row in rows]
 
 
 # -- helpers ------------------------------------------------------------------------------

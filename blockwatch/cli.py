@@ -159,16 +159,21 @@ def expire_alerts_command() -> None:
               help="Keep deletes younger than this, at least 90 (default: "
                    "BLOCKWATCH_TOMBSTONE_HORIZON_DAYS, 90).")
 def purge_tombstones_command(older_than_days: int | None) -> None:
-    """Forget deletes older than the horizon; sync cursors from before it must reset."""
-    from datetime import timedelta
+    """Forget deletes (and pushed mutations' results) older than the horizon; sync cursors from
+    before it must reset."""
+    from datetime import UTC, datetime, timedelta
 
     from blockwatch.changelog import purge_tombstones
+    from blockwatch.sync.push import purge_mutations
 
     db = _database()
     days = db.settings.tombstone_horizon_days if older_than_days is None else older_than_days
     with db.write() as session:
         purged = purge_tombstones(session, timedelta(days=days))
+        forgotten = purge_mutations(session, datetime.now(UTC) - timedelta(days=days))
     click.echo(f"{purged} tombstone(s) older than {days} days purged")
+    if forgotten:
+        click.echo(f"{forgotten} pushed mutation result(s) older than {days} days forgotten")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

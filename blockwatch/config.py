@@ -18,11 +18,14 @@ class Settings:
     deletes stay in the change log (at least 90 by the sync protocol).
     ``index_staleness_s``: ``BLOCKWATCH_INDEX_STALENESS_S``, how old the in-memory spatial index
     may be before a query first catches it up with the change log.
+    ``sync_secret``: ``BLOCKWATCH_SYNC_SECRET``, the key sync cursors are signed with; unset, a
+    random key made with the database is used (shared by every process of that database).
     """
 
     database_url: str = DEFAULT_DATABASE_URL
     tombstone_horizon_days: int = MIN_TOMBSTONE_HORIZON_DAYS
     index_staleness_s: float = 0.25
+    sync_secret: str | None = None
 
     def __post_init__(self) -> None:
         if self.tombstone_horizon_days < MIN_TOMBSTONE_HORIZON_DAYS:
@@ -39,4 +42,5 @@ class Settings:
             database_url=env.get("BLOCKWATCH_DATABASE_URL", DEFAULT_DATABASE_URL),
             tombstone_horizon_days=int(env.get("BLOCKWATCH_TOMBSTONE_HORIZON_DAYS", "90")),
             index_staleness_s=float(env.get("BLOCKWATCH_INDEX_STALENESS_S", "0.25")),
+            sync_secret=env.get("BLOCKWATCH_SYNC_SECRET") or None,
         )

@@ -9,6 +9,7 @@ PostgreSQL writers queue on the change counter's row lock instead (see
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -116,8 +117,12 @@ class Database:
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
         with self.write() as session:
-            if session.get(SyncState, 1) is None:
-                session.add(SyncState(id=1, seq=0, server_id=str(uuid.uuid4())))
+            state = session.get(SyncState, 1)
+            if state is None:
+                state = SyncState(id=1, seq=0, server_id=str(uuid.uuid4()), purged_through_seq=0)
+                session.add(state)
+            if not state.cursor_secret:
+                state.cursor_secret = secrets.token_hex(32)
 
     @property
     def spatial(self):

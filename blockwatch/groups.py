@@ -201,28 +201,50 @@ def update_group(
     """
     if not actor.is_authenticated:
         raise NotAuthenticated("editing a group needs a token")
+    # Checking (a boundary's validity above all) happens before the transaction begins.
+    values = _checked_changes(changes)
+    with db.write() as session:
+        return _update(session, actor, group_id, values, expected_version)
+
+
+def update_group_in(
+    session: Session, actor: Actor, group_id: str, changes: Mapping[str, Any],
+    expected_version: int,
+) -> Group:
+    """:func:`update_group` inside the caller's transaction."""
+    if not actor.is_authenticated:
+        raise NotAuthenticated("editing a group needs a token")
+    return _update(session, actor, group_id, _checked_changes(changes), expected_version)
+
+
+def _update(
+    session: Session, actor: Actor, group_id: str, values: Mapping[str, Any],
+    expected_version: int,
+) -> Group:
+    group_id = existing_id(group_id, "group")
+    row = session.get(GroupRow, group_id, with_for_update=True)
+    if row is None:
+        raise NotFound(f"no group {group_id}")
+    if not actor.coordinates(group_id):
+        raise Forbidden("only the group's coordinators and admins may edit it")
+    if row.seq != expected_version:
+        raise PreconditionFailed(
+            f"the group is at version {row.seq}, not {expected_version}", row.seq
+        )
+    _assign(row, values)
+    row.updated_at = datetime.now(UTC)
+    changelog.stamp(session, row)
+    session.flush()
+    return _view(session, row)
+
+
+def _checked_changes(changes: Mapping[str, Any]) -> dict[str, Any]:
     unknown = sorted(set(changes) - set(EDITABLE_FIELDS))
     if unknown:
         raise ValidationError(
             f"unknown fields: {', '.join(unknown)}", {f: ["unknown field"] for f in unknown}
         )
-    values = _checked_fields(changes)
-    group_id = existing_id(group_id, "group")
-    with db.write() as session:
-        row = session.get(GroupRow, group_id, with_for_update=True)
-        if row is None:
-            raise NotFound(f"no group {group_id}")
-        if not actor.coordinates(group_id):
-            raise Forbidden("only the group's coordinators and admins may edit it")
-        if row.seq != expected_version:
-            raise PreconditionFailed(
-                f"the group is at version {row.seq}, not {expected_version}", row.seq
-            )
-        _assign(row, values)
-        row.updated_at = datetime.now(UTC)
-        changelog.stamp(session, row)
-        session.flush()
-        return _view(session, row)
+    return _checked_fields(changes)
 
 
 def delete_group(db: Database, actor: Actor, group_id: str) -> None:
@@ -337,14 +359,30 @@ def _assign_boundary(row: GroupRow, boundary: BaseGeometry) -> None:
     row.area_m2 = geo.area_m2(boundary)
 
 
-def _cached_views(db: Database, ids: list[str]) -> dict[str, Group]:
+def views(db: Database, ids: list[str], session: Session | None = None) -> dict[str, Group]:
+    """Groups by id (those that exist), from the cache of views where it holds them, the rest
+    read in ``session`` (or a transaction of their own)."""
+    return _cached_views(db, ids, session)
+
+
+def views_in(session: Session, ids: list[str]) -> dict[str, Group]:
+    """Groups by id (those that exist), read in the caller's transaction."""
+    return _load(session, ids)
+
+
+def _cached_views(
+    db: Database, ids: list[str], session: Session | None = None
+) -> dict[str, Group]:
     """Views of groups the spatial index just named: from its cache of views (which follows
     the change log like the index), the rest from the database in one query."""
     views = db.spatial.cached_views(ids)
     missing = [key for key in ids if key not in views]
     if missing:
-        with db.read() as session:
+        if session is not None:
             loaded = _load(session, missing)
+        else:
+            with db.read() as own:
+                loaded = _load(own, missing)
         db.spatial.remember_views(loaded)
         views.update(loaded)
     return views

@@ -44,6 +44,9 @@ class SyncState(Base):
     seq: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
     server_id: Mapped[str] = mapped_column(String(UUID_LENGTH), nullable=False)
     purged_through_seq: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    #: The key sync cursors are signed with (hex), made with the database so every process of
+    #: one server shares it; ``BLOCKWATCH_SYNC_SECRET`` overrides it.
+    cursor_secret: Mapped[str | None] = mapped_column(String(64))
 
 
 class Account(Base):
@@ -191,3 +194,33 @@ class Tombstone(Base):
     group_id: Mapped[str | None] = mapped_column(String(UUID_LENGTH))
     seq: Mapped[int] = mapped_column(BigInteger, nullable=False, index=True)
     deleted_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+
+
+class SyncClient(Base):
+    """A device's outbox as the server knows it: the last mutation applied for ``client_id``
+    (stored in the transaction of the mutation's effects, so a replay changes nothing)."""
+
+    __tablename__ = "sync_clients"
+
+    client_id: Mapped[str] = mapped_column(String(UUID_LENGTH), primary_key=True)
+    account_id: Mapped[str] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    last_mutation_id: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+
+
+class SyncMutation(Base):
+    """The result of one pushed mutation, returned again (as ``duplicate``) when it is replayed.
+    Kept as long as tombstones are."""
+
+    __tablename__ = "sync_mutations"
+
+    client_id: Mapped[str] = mapped_column(
+        ForeignKey("sync_clients.client_id", ondelete="CASCADE"), primary_key=True
+    )
+    mutation_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    status: Mapped[str] = mapped_column(String(20), nullable=False)
+    #: ``{"version": 97}``, ``{"problem": {...}}``, ``{"version": 41, "entity": "group"}``...
+    result: Mapped[dict] = mapped_column(JSON, nullable=False)
+    applied_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, index=True)

@@ -115,6 +115,17 @@ class SpatialIndex:
                 self._catching_up = False
             self._checked_at = started
 
+    def catch_up_to(self, seq: int) -> None:
+        """Make sure the indexes reflect at least change ``seq`` (a sync pull computes its scope
+        from the same point of the log it reads entities at, or later)."""
+        if self._seq is not None and self._seq >= seq:
+            return
+        with self._lock:
+            if self._seq is None or self._seq < seq:
+                started = time.monotonic()
+                self.catch_up()
+                self._checked_at = started
+
     def catch_up(self) -> None:
         """Apply every change committed since the last catch-up (or load everything)."""
         with self._db.read() as session:

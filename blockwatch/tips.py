@@ -94,6 +94,30 @@ def upsert_tips(db: Database, tips: Iterable[Mapping[str, Any]]) -> int:
     return len(written)
 
 
+def language_matcher(tags: Sequence[str]):
+    """A test of a stored tip language against the reader's tags (each tag, its primary
+    language, its aliases; Chinese scripts never stand in for each other)."""
+    wanted = {_normalise(tag) for tag in tags}
+    primaries = {tag.split("-")[0] for tag in wanted if not tag.startswith("zh")}
+
+    def matches(language: str) -> bool:
+        tag = language.lower()
+        return tag in wanted or (not tag.startswith("zh") and tag.split("-")[0] in primaries)
+
+    return matches
+
+
+def normalise_language(tag: str) -> str:
+    """A language tag as tips are matched by: lower case, aliases resolved (``zh`` is
+    ``zh-hans``)."""
+    return _normalise(tag)
+
+
+def view(row: SafetyTip) -> Tip:
+    """A tip row as readers see it."""
+    return _view(row)
+
+
 def _normalise(tag: str) -> str:
     tag = tag.strip().replace("_", "-").lower()
     return _ALIASES.get(tag, tag).lower()

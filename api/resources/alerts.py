@@ -107,15 +107,19 @@ class GroupAlerts(Resource):
     def post(self, group_id: str):
         """Post an alert in a group you coordinate; idempotent on a client-made id."""
         who = http.authenticated_actor()
-        fields = http.body(schemas.AlertCreate)
-        draft = AlertDraft(
-            id=str(fields["id"]) if fields["id"] else None, category=fields["category"],
-            title=fields["title"], severity=fields["severity"], urgency=fields["urgency"],
-            certainty=fields["certainty"], body=fields["body"], location=fields["location"],
-            expires_at=fields["expires_at"],
-        )
+        draft = draft_from(http.body(schemas.AlertCreate))
         alert, created = alerts.post_alert(http.database(), who, group_id, draft)
         return http.respond(
             http.dump(schemas.Alert, alert), 201 if created else 200, version=alert.version,
             headers={"Location": f"{request.script_root}/v1/alerts/{alert.id}"},
         )
+
+
+def draft_from(fields: dict) -> AlertDraft:
+    """An alert draft from the fields :class:`api.schemas.AlertCreate` loaded."""
+    return AlertDraft(
+        id=str(fields["id"]) if fields["id"] else None, category=fields["category"],
+        title=fields["title"], severity=fields["severity"], urgency=fields["urgency"],
+        certainty=fields["certainty"], body=fields["body"], location=fields["location"],
+        expires_at=fields["expires_at"],
+    )

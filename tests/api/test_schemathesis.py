@@ -36,6 +36,8 @@ OPERATIONS = [
     ("GET", "/groups/{group_id}/alerts"),
     ("POST", "/groups/{group_id}/alerts"),
     ("GET", "/health"),
+    ("POST", "/sync/pull"),
+    ("POST", "/sync/push"),
     ("GET", "/tips"),
     ("GET", "/tips/{tip_id}"),
 ]
@@ -54,6 +56,8 @@ NEGATIVE_OPERATIONS = {
     ("PATCH", "/groups/{group_id}"),
     ("GET", "/groups/{group_id}/alerts"),
     ("POST", "/groups/{group_id}/alerts"),
+    ("POST", "/sync/pull"),
+    ("POST", "/sync/push"),
     ("GET", "/tips"),
 }
 

@@ -1,0 +1,393 @@
+"""The server side of ``POST /v1/sync/pull``: what changed in a replica's scope since its cursor.
+
+A page is built in two phases. **Backfill** first: groups in scope the replica does not hold
+completely (new in scope, or held with alert locations of another precision than this reader
+may now see) arrive whole, group row first and then all its alerts by id, and tips of newly
+wanted languages likewise; while a backfill is under way the cursor's ``seq`` stays where it
+was, so whatever changes during it is sent afterwards. **Incremental** next: the change log in
+``(seq, H]`` (``H`` the newest committed ``seq``) for the groups held and the tip languages held,
+oldest first, up to ``limit``; ``seq`` then moves to the last change sent (or to ``H``).
+
+Entities are always read as they are now, never older than the cursor claims; a change sent
+twice is the same upsert twice. Scope changes are found by comparing states, not by replaying
+history: a held group out of scope is in ``removed_groups`` (or ``groups.deleted`` when it no
+longer exists), whatever happened to it meanwhile.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from blockwatch import alerts as alert_services
+from blockwatch import groups as group_services
+from blockwatch import tips as tip_services
+from blockwatch.changelog import sync_state
+from blockwatch.checks import check_limit, check_point, check_radius, check_uuid
+from blockwatch.db import Database
+from blockwatch.domain import Actor, Alert, Group, Tip, ValidationError
+from blockwatch.models import Alert as AlertRow
+from blockwatch.models import Group as GroupRow
+from blockwatch.models import SafetyTip, Tombstone
+from blockwatch.sync import cursor as cursors
+from blockwatch.sync.cursor import SCHEMA_VERSION, Cursor
+
+MAX_LIMIT = 5000
+DEFAULT_LIMIT = 500
+MAX_HAVE_GROUPS = 10_000
+MAX_GROUP_IDS = 1000
+MAX_LANGUAGES = 20
+#: Tips in English are always in scope: the fallback wherever a translation is missing.
+FALLBACK_LANGUAGE = "en"
+
+
+@dataclass(frozen=True)
+class Area:
+    lon: float
+    lat: float
+    radius_m: float
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What a replica holds: groups intersecting ``area``, ``group_ids``, the reader's own
+    groups; their alerts; tips in ``languages`` (and English)."""
+
+    area: Area | None = None
+    group_ids: tuple[str, ...] = ()
+    languages: tuple[str, ...] = (FALLBACK_LANGUAGE,)
+
+
+@dataclass(frozen=True)
+class PullRequest:
+    cursor: str | None
+    scope: Scope
+    have_groups: tuple[str, ...] = ()
+    limit: int = DEFAULT_LIMIT
+    schema_version: int = SCHEMA_VERSION
+
+
+@dataclass
+class PullPage:
+    """One page: entities to upsert and ids to delete, per kind; groups to drop with their
+    alerts; the cursor to store with it; whether to pull again at once; whether to start over."""
+
+    cursor: str
+    has_more: bool
+    reset: bool
+    groups: list[Group] = field(default_factory=list)
+    deleted_groups: list[str] = field(default_factory=list)
+    alerts: list[Alert] = field(default_factory=list)
+    deleted_alerts: list[str] = field(default_factory=list)
+    tips: list[Tip] = field(default_factory=list)
+    deleted_tips: list[str] = field(default_factory=list)
+    removed_groups: list[str] = field(default_factory=list)
+
+    @property
+    def entity_count(self) -> int:
+        """Entities in the page, as ``limit`` counts them (upserts and log deletions)."""
+        return (len(self.groups) + len(self.alerts) + len(self.tips)
+                + len(self.deleted_alerts) + len(self.deleted_tips))
+
+
+def pull(db: Database, actor: Actor, request: PullRequest, now: datetime | None = None
+         ) -> PullPage:
+    """The next page of changes for a replica of ``request.scope`` (see the module doc)."""
+    _check(request)
+    now = now or datetime.now(UTC)
+    with db.read() as session:
+        state = sync_state(session)
+        session.expunge(state)
+    # The scope comes from the spatial index, brought to at least the log position the page
+    # claims (entities are then read as they are now: newer is harmless, older never happens).
+    db.spatial.catch_up_to(state.seq)
+    secret = db.settings.sync_secret or state.cursor_secret
+    newest = state.seq
+    position, reset = _position(request, actor, state, secret)
+    with db.read() as session:
+        builder = _Page(session, db, actor, request, position, newest, now)
+        builder.build(fresh=request.cursor is None or reset)
+        page = builder.page
+        page.reset = reset
+        page.cursor = cursors.sign(builder.position, secret)
+        return page
+
+
+def _check(request: PullRequest) -> None:
+    check_limit(request.limit, MAX_LIMIT)
+    if request.schema_version != SCHEMA_VERSION:
+        raise ValidationError.field(
+            "schema_version", f"this server speaks sync schema version {SCHEMA_VERSION}"
+        )
+    area = request.scope.area
+    if area is not None:
+        check_point(area.lon, area.lat)
+        check_radius(area.radius_m)
+    if len(request.scope.group_ids) > MAX_GROUP_IDS:
+        raise ValidationError.field("scope.group_ids", f"at most {MAX_GROUP_IDS} ids")
+    if len(request.scope.languages) > MAX_LANGUAGES:
+        raise ValidationError.field("scope.languages", f"at most {MAX_LANGUAGES} languages")
+    if len(request.have_groups) > MAX_HAVE_GROUPS:
+        raise ValidationError.field("have_groups", f"at most {MAX_HAVE_GROUPS} ids")
+    for name, ids in (("scope.group_ids", request.scope.group_ids),
+                      ("have_groups", request.have_groups)):
+        for value in ids:
+            check_uuid(value, name)
+
+
+def _position(request: PullRequest, actor: Actor, state, secret: str) -> tuple[Cursor, bool]:
+    """Where the replica stands, and whether it must start over."""
+    fresh = Cursor(
+        server_id=state.server_id, seq=state.seq, account=actor.account_id,
+        admin=actor.is_admin,
+    )
+    if request.cursor is None:
+        return fresh, False
+    position = cursors.read(request.cursor, secret, state.server_id)
+    if (
+        position is None  # another server's, or another schema version's
+        or position.seq < state.purged_through_seq  # deletes it needs are purged
+        or position.seq > state.seq  # from a database restored to an earlier point
+        or position.account != actor.account_id  # filled for someone else
+        or position.admin != actor.is_admin
+    ):
+        return fresh, True
+    return position, False
+
+
+class _Page:
+    """Builds one :class:`PullPage` within a read transaction."""
+
+    def __init__(self, session: Session, db: Database, actor: Actor, request: PullRequest,
+                 position: Cursor, newest: int, now: datetime) -> None:
+        self.session, self.db, self.actor, self.request = session, db, actor, request
+        self.position, self.newest, self.now = position, newest, now
+        self.room = request.limit
+        self.page = PullPage(cursor="", has_more=False, reset=False)
+
+    # -- the plan ----------------------------------------------------------------------
+    def build(self, fresh: bool) -> None:
+        scope = self._scope_groups()
+        claimed = set() if fresh else set(self.request.have_groups)
+        if not fresh:
+            self._drop_out_of_scope(claimed - scope)
+        held = self._held(claimed & scope)
+        pending = sorted(scope - held)
+        if self.position.group in pending:  # finish the group under way first
+            pending.remove(self.position.group)
+            pending.insert(0, self.position.group)
+        elif self.position.group is not None:
+            self.position = self.position.but(group=None, after_alert=None)
+        wanted = self._wanted_languages()
+        self._drop_languages(set(self.position.languages) - set(wanted))
+        new_languages = tuple(sorted(set(wanted) - set(self.position.languages)))
+        if pending or new_languages:
+            done_groups = self._backfill_groups(pending)
+            if done_groups is None or not self._backfill_tips(new_languages, wanted):
+                self.page.has_more = True
+                return
+            held |= done_groups
+        self._incremental(held)
+
+    def _scope_groups(self) -> set[str]:
+        scope: set[str] = set(self.actor.roles)
+        area = self.request.scope.area
+        if area is not None:
+            scope.update(key for key, _ in self.db.spatial.groups.within(
+                lon=area.lon, lat=area.lat, radius_m=area.radius_m
+            ))
+        asked = [check_uuid(value) for value in self.request.scope.group_ids]
+        if asked:
+            scope.update(self.session.scalars(
+                select(GroupRow.id).where(GroupRow.id.in_(asked))
+            ))
+        return scope
+
+    def _held(self, claimed_in_scope: set[str]) -> set[str]:
+        """Groups the replica holds completely, with alert locations as this reader sees them."""
+        held = set(claimed_in_scope)
+        held.discard(self.position.group)
+        if not self.actor.is_admin:
+            exact = set(self.position.exact)
+            held = {key for key in held if (key in exact) == (key in self.actor.roles)}
+        return held
+
+    def _drop_out_of_scope(self, gone: set[str]) -> None:
+        if not gone:
+            return
+        existing = set(self.session.scalars(
+            select(GroupRow.id).where(GroupRow.id.in_(sorted(gone)))
+        ))
+        self.page.removed_groups = sorted(gone & existing)
+        self.page.deleted_groups = sorted(gone - existing)
+        self.position = self.position.but(
+            exact=tuple(key for key in self.position.exact if key not in gone)
+        )
+
+    def _wanted_languages(self) -> tuple[str, ...]:
+        tags = {tip_services.normalise_language(tag) for tag in self.request.scope.languages}
+        tags.add(FALLBACK_LANGUAGE)
+        return tuple(sorted(tags))
+
+    def _drop_languages(self, dropped: set[str]) -> None:
+        if not dropped:
+            return
+        kept = set(self.position.languages) - dropped
+        still_wanted = tip_services.language_matcher(sorted(kept))
+        was_held = tip_services.language_matcher(sorted(dropped))
+        rows = self.session.execute(select(SafetyTip.id, SafetyTip.language)).all()
+        self.page.deleted_tips.extend(
+            key for key, language in rows if was_held(language) and not still_wanted(language)
+        )
+        self.position = self.position.but(languages=tuple(sorted(kept)))
+
+    # -- backfill ----------------------------------------------------------------------
+    def _backfill_groups(self, pending: list[str]) -> set[str] | None:
+        """Send whole groups until the page is full; the groups completed, or None when the page
+        filled first (the cursor then says where to go on)."""
+        done: set[str] = set()
+        while pending:
+            chunk = pending[: max(1, min(200, self.room))]
+            current, after = self.position.group, self.position.after_alert
+            groups = group_services.views(
+                self.db, [key for key in chunk if key != current or after is None], self.session
+            )
+            query = select(AlertRow).where(AlertRow.group_id.in_(chunk))
+            if current in chunk and after is not None:
+                query = query.where((AlertRow.group_id != current) | (AlertRow.id > after))
+            rows = self.session.scalars(
+                query.order_by(AlertRow.group_id, AlertRow.id).limit(self.room + 1)
+            ).all()
+            by_group: dict[str, list[AlertRow]] = {}
+            for row in rows:
+                by_group.setdefault(row.group_id, []).append(row)
+            truncated_at = rows[self.room].group_id if len(rows) > self.room else None
+            for key in chunk:
+                if key != current or after is None:
+                    group = groups.get(key)
+                    if group is None:  # gone since the index named it
+                        pending.remove(key)
+                        continue
+                    if self.room == 0:
+                        return None
+                    self.page.groups.append(group)
+                    self.room -= 1
+                    after = ""
+                    self.position = self.position.but(group=key, after_alert="")
+                own = by_group.get(key, [])
+                fits = own[: self.room]
+                if fits:
+                    self.page.alerts.extend(
+                        alert_services.views_of(self.session, self.actor, fits, self.now)
+                    )
+                    self.room -= len(fits)
+                    self.position = self.position.but(group=key, after_alert=fits[-1].id)
+                if len(fits) < len(own) or (truncated_at == key and self.room == 0):
+                    return None  # more of this group's alerts on the next page
+                pending.remove(key)
+                done.add(key)
+                self._completed(key)
+                current, after = None, None
+                if truncated_at is not None and key >= truncated_at:
+                    break  # rows beyond this group were not fetched: fetch again
+        return done
+
+    def _completed(self, key: str) -> None:
+        exact = set(self.position.exact)
+        if self.actor.belongs_to(key) and not self.actor.is_admin:
+            exact.add(key)
+        else:
+            exact.discard(key)
+        self.position = self.position.but(
+            group=None, after_alert=None, exact=tuple(sorted(exact))
+        )
+
+    def _backfill_tips(self, new_languages: tuple[str, ...], wanted: tuple[str, ...]) -> bool:
+        """Send the tips of newly wanted languages; False when the page filled first."""
+        if not new_languages:
+            return True
+        if self.position.tip_languages != new_languages:
+            self.position = self.position.but(tip_languages=new_languages, after_tip=None)
+        held = tip_services.language_matcher(self.position.languages)
+        new = tip_services.language_matcher(new_languages)
+        query = select(SafetyTip).order_by(SafetyTip.id)
+        if self.position.after_tip is not None:
+            query = query.where(SafetyTip.id > self.position.after_tip)
+        for row in self.session.scalars(query):
+            if not new(row.language) or held(row.language):
+                continue
+            if self.room == 0:
+                return False
+            self.page.tips.append(tip_services.view(row))
+            self.room -= 1
+            self.position = self.position.but(after_tip=row.id)
+        self.position = self.position.but(languages=wanted, tip_languages=(), after_tip=None)
+        return True
+
+    # -- incremental -------------------------------------------------------------------
+    def _incremental(self, held: set[str]) -> None:
+        since, through = self.position.seq, self.newest
+        if since >= through:
+            self.position = self.position.but(seq=through)
+            return
+        session, fetch = self.session, self.room + 1
+        in_range = (AlertRow.seq > since) & (AlertRow.seq <= through)
+        held_ids = sorted(held)
+        streams: list[Iterable[tuple[int, str, object]]] = []
+        if held_ids:
+            alert_rows = session.scalars(
+                select(AlertRow).where(in_range, AlertRow.group_id.in_(held_ids))
+                .order_by(AlertRow.seq).limit(fetch)
+            ).all()
+            streams.append([(row.seq, "alert", row) for row in alert_rows])
+            streams.append([(seq, "group", key) for key, seq in session.execute(
+                select(GroupRow.id, GroupRow.seq)
+                .where(GroupRow.seq > since, GroupRow.seq <= through, GroupRow.id.in_(held_ids))
+                .order_by(GroupRow.seq).limit(fetch)
+            )])
+            streams.append([(seq, "alert-deleted", key) for key, seq in session.execute(
+                select(Tombstone.entity_id, Tombstone.seq)
+                .where(Tombstone.entity == "alert", Tombstone.seq > since,
+                       Tombstone.seq <= through, Tombstone.group_id.in_(held_ids))
+                .order_by(Tombstone.seq).limit(fetch)
+            )])
+        wanted = tip_services.language_matcher(self.position.languages)
+        # Tips are few (a few hundred translations): filtered here, never cut by the limit.
+        streams.append([(row.seq, "tip", row) for row in session.scalars(
+            select(SafetyTip).where(SafetyTip.seq > since, SafetyTip.seq <= through)
+            .order_by(SafetyTip.seq)
+        ) if wanted(row.language)])
+        streams.append([(seq, "tip-deleted", key) for key, seq in session.execute(
+            select(Tombstone.entity_id, Tombstone.seq)
+            .where(Tombstone.entity == "tip", Tombstone.seq > since, Tombstone.seq <= through)
+            .order_by(Tombstone.seq)
+        )])
+        changes = list(heapq.merge(*streams, key=lambda change: change[0]))
+        if len(changes) > self.room:
+            changes = changes[: self.room]
+            self.page.has_more = True
+            if changes:
+                self.position = self.position.but(seq=changes[-1][0])
+        else:
+            self.position = self.position.but(seq=through)
+        self._emit(changes)
+
+    def _emit(self, changes: Sequence[tuple[int, str, object]]) -> None:
+        alert_rows = [row for _, kind, row in changes if kind == "alert"]
+        group_ids = [key for _, kind, key in changes if kind == "group"]
+        views = group_services.views(self.db, group_ids, self.session) if group_ids else {}
+        self.page.groups.extend(views[key] for key in group_ids if key in views)
+        self.page.alerts.extend(
+            alert_services.views_of(self.session, self.actor, alert_rows, self.now)
+        )
+        self.page.tips.extend(tip_services.view(row) for _, kind, row in changes if kind == "tip")
+        self.page.deleted_alerts.extend(
+            key for _, kind, key in changes if kind == "alert-deleted"
+        )
+        self.page.deleted_tips.extend(key for _, kind, key in changes if kind == "tip-deleted")
+        self.room -= len(changes)
