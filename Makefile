@@ -37,3 +37,9 @@ bench: $(VENV)/.installed-dev
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .hypothesis
+
+## kinto-venv: create bench/.kinto-venv with Kinto (the peer of the sync bench; its own deps)
+KINTO_VENV ?= bench/.kinto-venv
+.PHONY: kinto-venv
+kinto-venv:
+	$(PYTHON) bench/kinto_peer.py --setup --venv $(KINTO_VENV)

@@ -36,31 +36,15 @@ from blockwatch.models import Group as GroupRow
 from blockwatch.models import SafetyTip, Tombstone
 from blockwatch.sync import cursor as cursors
 from blockwatch.sync.cursor import SCHEMA_VERSION, Cursor
+from blockwatch.sync.scope import FALLBACK_LANGUAGE, Area, Scope
+
+__all__ = ["Area", "PullPage", "PullRequest", "Scope", "pull"]
 
 MAX_LIMIT = 5000
 DEFAULT_LIMIT = 500
 MAX_HAVE_GROUPS = 10_000
 MAX_GROUP_IDS = 1000
 MAX_LANGUAGES = 20
-#: Tips in English are always in scope: the fallback wherever a translation is missing.
-FALLBACK_LANGUAGE = "en"
-
-
-@dataclass(frozen=True)
-class Area:
-    lon: float
-    lat: float
-    radius_m: float
-
-
-@dataclass(frozen=True)
-class Scope:
-    """What a replica holds: groups intersecting ``area``, ``group_ids``, the reader's own
-    groups; their alerts; tips in ``languages`` (and English)."""
-
-    area: Area | None = None
-    group_ids: tuple[str, ...] = ()
-    languages: tuple[str, ...] = (FALLBACK_LANGUAGE,)
 
 
 @dataclass(frozen=True)
