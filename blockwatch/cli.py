@@ -176,6 +176,59 @@ def purge_tombstones_command(older_than_days: int | None) -> None:
         click.echo(f"{forgotten} pushed mutation result(s) older than {days} days forgotten")
 
 
+@cli.command("sync")
+@click.option("--server", required=True, help="The server's base URL, e.g. http://127.0.0.1:8000")
+@click.option("--replica", required=True, type=click.Path(dir_okay=False),
+              help="The SQLite file of the replica (created if missing).")
+@click.option("--lat", type=click.FloatRange(-90, 90), default=None)
+@click.option("--lon", type=click.FloatRange(-180, 180), default=None)
+@click.option("--radius-m", type=click.FloatRange(0, 50_000, min_open=True), default=3000.0,
+              show_default=True, help="The area around --lat/--lon whose groups are synced.")
+@click.option("--group-id", "group_ids", multiple=True, help="A group to hold wherever it is.")
+@click.option("--language", "languages", multiple=True,
+              help="Tip languages (BCP 47); English always comes too.")
+@click.option("--token", envvar="BLOCKWATCH_TOKEN", default=None,
+              help="Bearer token (or BLOCKWATCH_TOKEN): your groups, exact locations, push.")
+@click.option("--limit", type=click.IntRange(1, 5000), default=500, show_default=True,
+              help="Entities per page.")
+@click.option("--attempts", type=click.IntRange(1, 20), default=6, show_default=True,
+              help="Tries per request on network errors, 5xx and 429 (with backoff).")
+def sync_command(server: str, replica: str, lat: float | None, lon: float | None,
+                 radius_m: float, group_ids: tuple[str, ...], languages: tuple[str, ...],
+                 token: str | None, limit: int, attempts: int) -> None:
+    """Bring a local replica up to date: push its outbox, then pull its scope."""
+    from blockwatch.sync.client import SyncClient, SyncError
+    from blockwatch.sync.scope import FALLBACK_LANGUAGE, Area, Scope
+
+    if (lat is None) != (lon is None):
+        raise click.UsageError("give --lat and --lon together")
+    with SyncClient(server, replica, token=token, page_limit=limit,
+                    max_attempts=attempts) as client:
+        if lat is not None or group_ids or languages:
+            client.set_scope(Scope(
+                area=Area(lon, lat, radius_m) if lat is not None else None,
+                group_ids=group_ids, languages=languages or (FALLBACK_LANGUAGE,),
+            ))
+        elif client.replica.get("scope") is None:
+            raise click.UsageError("give a scope (--lat/--lon, --group-id) for a new replica")
+        try:
+            summary = client.sync()
+        except SyncError as error:
+            raise click.ClickException(str(error)) from error
+        held = client.dump()
+        unsent = len(client.outbox())
+        refused = len(client.push_results())
+    click.echo(
+        f"pulled {summary.pages} page(s), {summary.bytes} bytes: {summary.upserted} upserted, "
+        f"{summary.deleted} deleted, {summary.removed_groups} group(s) out of scope"
+        + (" (after a reset)" if summary.reset else "")
+    )
+    click.echo(
+        f"replica {replica}: {len(held['groups'])} groups, {len(held['alerts'])} alerts, "
+        f"{len(held['tips'])} tips; outbox {unsent} unsent, {refused} refused"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the process exit code."""
     try:

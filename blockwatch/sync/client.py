@@ -99,7 +99,10 @@ class SyncClient:
         self.replica = Replica(replica_path)
         self.page_limit = page_limit
         self._max_attempts = max_attempts
-        self._backoff = wait_exponential_jitter(initial=backoff_initial_s, max=backoff_max_s)
+        # backoff_initial_s × 2^(attempt - 1), plus up to backoff_initial_s of jitter, capped.
+        self._backoff = wait_exponential_jitter(
+            multiplier=backoff_initial_s, jitter=backoff_initial_s, max=backoff_max_s
+        )
         self._backoff_max_s = backoff_max_s
         self._sleep = sleep
         self._indexes: dict[str, tuple[int, Any]] = {}
