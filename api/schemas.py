@@ -42,7 +42,8 @@ class UTCDateTime(fields.DateTime):
     def _serialize(self, value: datetime | None, attr, obj, **kwargs) -> str | None:
         if value is None:
             return None
-        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        # isoformat is several times faster than strftime (sync renders thousands at once).
+        return value.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
     def _deserialize(self, value, attr, data, **kwargs) -> datetime:
         parsed = super()._deserialize(value, attr, data, **kwargs)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 
 from blockwatch.domain import NotFound, ValidationError
 from geo.coordinates import finite_number, is_lat, is_lon
 
 MAX_RADIUS_M = 50_000.0
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def check_point(lon: object, lat: object, field: str | None = None) -> None:
@@ -39,6 +41,8 @@ def check_limit(limit: int, maximum: int) -> int:
 
 def check_uuid(value: object, field: str = "id") -> str:
     """The canonical text of a UUID, or a 422 naming ``field``."""
+    if isinstance(value, str) and _CANONICAL_UUID.fullmatch(value):
+        return value  # the usual case, about ten times faster than parsing (sync sends many)
     try:
         return str(uuid.UUID(str(value)))
     except ValueError as error:

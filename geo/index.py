@@ -341,6 +341,48 @@ class PolygonIndex(_LayeredTree):
             ]))
             return sorted(self._keys[slots].tolist())
 
+    def keys_within(self, *, lon: float, lat: float, radius_m: float) -> list[Hashable]:
+        """The keys :meth:`within` gives, sorted, without their distances: cheaper for a wide
+        radius, since a polygon whose bounding box lies wholly inside (or outside) the circle
+        needs no distance to its boundary.
+
+        >>> from shapely import box
+        >>> index = PolygonIndex([("a", box(-122.34, 47.60, -122.33, 47.61)),
+        ...                       ("b", box(-122.32, 47.60, -122.31, 47.61))])
+        >>> index.keys_within(lon=-122.335, lat=47.605, radius_m=1000)
+        ['a']
+        """
+        check_point(lon, lat)
+        if not (isinstance(radius_m, int | float) and radius_m >= 0 and math.isfinite(radius_m)):
+            raise ValueError(f"radius_m must be a finite number >= 0, got {radius_m!r}")
+        with self._lock:
+            slots = self._candidates(lon, lat, radius_m)
+            if slots.size == 0:
+                return []
+            bounds = shapely.bounds(self._geoms[slots])
+            corners_lon = bounds[:, [0, 2, 0, 2]].ravel()
+            corners_lat = bounds[:, [1, 1, 3, 3]].ravel()
+            farthest = distances_from_m(lon, lat, corners_lon, corners_lat).reshape(-1, 4).max(1)
+            nearest = distances_from_m(
+                lon, lat, np.clip(lon, bounds[:, 0], bounds[:, 2]),
+                np.clip(lat, bounds[:, 1], bounds[:, 3]),
+            )
+            # A margin keeps the shortcut to boxes clearly inside or outside; boxes crossing
+            # the antimeridian, and everything near the edge, get the exact test.
+            margin_m = 1.0 + radius_m * 1e-4
+            plain = bounds[:, 2] - bounds[:, 0] < 180.0
+            inside = plain & (farthest <= radius_m - margin_m)
+            outside = plain & (nearest > radius_m + margin_m)
+            undecided = ~(inside | outside)
+            keep = inside
+            if undecided.any():
+                exact = self._distances_m(lon, lat, slots[undecided]) <= radius_m
+                keep = inside.copy()
+                keep[np.flatnonzero(undecided)[exact]] = True
+            keys = self._keys[slots[keep]].tolist()
+        keys.sort()
+        return keys
+
     def _distances_m(self, lon: float, lat: float, slots: np.ndarray) -> np.ndarray:
         return distances_to_geometries_m(lon, lat, self._geoms[slots])
 

@@ -35,12 +35,16 @@ OPERATIONS = {
     ("GET", "/tips"): ({"category", "lang"}, {"422"}),
     ("GET", "/tips/{tip_id}"): (set(), {"404"}),
     ("GET", "/health"): (set(), set()),
+    ("POST", "/sync/pull"): (set(), {"400", "401", "422"}),
+    ("POST", "/sync/push"): (set(), {"401", "403", "422"}),
 }
 REQUIRED_QUERY = {"lat", "lon", "bbox"}
 BODIES = {
     ("POST", "/groups"): ("GroupCreate", {"name", "boundary"}),
     ("PATCH", "/groups/{group_id}"): ("GroupPatch", set()),
     ("POST", "/groups/{group_id}/alerts"): ("AlertCreate", {"category", "title"}),
+    ("POST", "/sync/pull"): ("SyncPullRequest", {"scope"}),
+    ("POST", "/sync/push"): ("SyncPushRequest", {"client_id", "mutations"}),
 }
 
 

@@ -93,6 +93,39 @@ def test_within_equals_brute_force(scene, radius_m, merge_at):
                 assert key not in got, (key, d)
 
 
+@settings(max_examples=40, deadline=None)
+@given(scenes(), st.floats(0.0, 15_000.0), st.sampled_from([1, 1000]))
+def test_keys_within_equals_within_and_brute_force(scene, radius_m, merge_at):
+    polygons, queries, removed = scene
+    index, live = build(polygons, removed, merge_at)
+    for lon, lat in queries:
+        keys = index.keys_within(lon=lon, lat=lat, radius_m=radius_m)
+        assert keys == sorted(key for key, _ in index.within(lon=lon, lat=lat, radius_m=radius_m))
+        for key, geometry in live.items():
+            d = distance_to_geometry_m(lon, lat, geometry)
+            if d <= radius_m - tolerance_m(d):
+                assert key in keys, (key, d)
+            if d > radius_m + tolerance_m(d):
+                assert key not in keys, (key, d)
+
+
+def test_keys_within_decides_boxes_wholly_inside_without_distances(monkeypatch):
+    blocks = [(i, shapely.box(-122.34 + i * 0.002, 47.60, -122.339 + i * 0.002, 47.601))
+              for i in range(50)]
+    index = PolygonIndex(blocks)
+    measured = []
+    original = PolygonIndex._distances_m
+
+    def counting(self, lon, lat, slots):
+        measured.append(len(slots))
+        return original(self, lon, lat, slots)
+
+    monkeypatch.setattr(PolygonIndex, "_distances_m", counting)
+    keys = index.keys_within(lon=-122.29, lat=47.6005, radius_m=3000)
+    assert keys == sorted(key for key, _ in index.within(lon=-122.29, lat=47.6005, radius_m=3000))
+    assert measured[0] < len(keys) / 4  # only the blocks near the circle's edge were measured
+
+
 @settings(max_examples=30, deadline=None)
 @given(scenes(), st.integers(0, 8), st.sampled_from([1, 1000]))
 def test_nearest_equals_brute_force(scene, k, merge_at):
