@@ -221,6 +221,8 @@ class SyncMutation(Base):
     )
     mutation_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     status: Mapped[str] = mapped_column(String(20), nullable=False)
-    #: ``{"version": 97}``, ``{"problem": {...}}``, ``{"version": 41, "entity": "group"}``...
+    #: ``{"id": ..., "version": 97}``, with ``"problem": {...}`` when rejected.
     result: Mapped[dict] = mapped_column(JSON, nullable=False)
+    #: SHA-256 of the mutation as first sent: a replay must be the same mutation.
+    fingerprint: Mapped[str | None] = mapped_column(String(64))
     applied_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, index=True)

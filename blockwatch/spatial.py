@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from blockwatch.db import Database
 
 VIEW_CACHE_SIZE = 50_000
+SCOPE_CACHE_SIZE = 1024
 
 
 class SpatialIndex:
@@ -40,6 +41,10 @@ class SpatialIndex:
         self._groups = geo.PolygonIndex()
         self._alerts = geo.PointIndex()
         self._seq: int | None = None
+        # Group scopes of recent sync pulls (a device asks for the same area again and again),
+        # valid while no boundary changes.
+        self._scopes: OrderedDict[tuple, list[str]] = OrderedDict()
+        self._boundaries_version = 0
         self._checked_at = 0.0
         self._stale = True
         self._catching_up = False
@@ -59,6 +64,23 @@ class SpatialIndex:
         """Points of alerts stored as active (expiry is checked by the caller), current."""
         self._catch_up_if_due()
         return self._alerts
+
+    def group_keys_within(self, lon: float, lat: float, radius_m: float) -> list[str]:
+        """``groups.keys_within(...)``, remembered until a boundary changes."""
+        index = self.groups
+        key = (lon, lat, radius_m, self._boundaries_version)
+        with self._views_lock:
+            found = self._scopes.get(key)
+            if found is not None:
+                self._scopes.move_to_end(key)
+                return found
+        found = index.keys_within(lon=lon, lat=lat, radius_m=radius_m)
+        with self._views_lock:
+            if key[3] == self._boundaries_version:
+                self._scopes[key] = found
+                while len(self._scopes) > SCOPE_CACHE_SIZE:
+                    self._scopes.popitem(last=False)
+        return found
 
     def cached_views(self, ids: list[str]) -> dict[str, Any]:
         """The cached views among ``ids`` (after catching up with the change log if due)."""
@@ -115,6 +137,11 @@ class SpatialIndex:
                 self._catching_up = False
             self._checked_at = started
 
+    def _boundaries_changed(self) -> None:
+        with self._views_lock:
+            self._boundaries_version += 1
+            self._scopes.clear()
+
     def catch_up_to(self, seq: int) -> None:
         """Make sure the indexes reflect at least change ``seq`` (a sync pull computes its scope
         from the same point of the log it reads entities at, or later)."""
@@ -148,6 +175,7 @@ class SpatialIndex:
                 self._alerts = geo.PointIndex(
                     (row.id, (row.lon, row.lat)) for row in alert_rows
                 )
+                self._boundaries_changed()
                 self._seq = through
                 return
             if through == self._seq:
@@ -168,6 +196,9 @@ class SpatialIndex:
                 ).all()
                 for key, boundary in _boundaries(rows):
                     self._groups.add(key, boundary)
+            # After the index changed: a scope computed meanwhile is never kept as current.
+            if changed_groups or any(c.deleted and c.entity == "group" for c in changes):
+                self._boundaries_changed()
             if changed_alerts:
                 rows = session.execute(
                     select(Alert.id, Alert.lon, Alert.lat, Alert.status)

@@ -5,6 +5,7 @@ The protocol lives in :mod:`blockwatch.sync`; this parses bodies, calls it and r
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 from flask import Response, current_app
@@ -79,19 +80,25 @@ def _mutation(item: dict) -> sync_push.Mutation:
     """A mutation with its arguments read by the schema of its op; arguments that do not read
     make a mutation the service records as rejected (it must still advance the client's id)."""
     number, op = item["mutation_id"], item["op"]
+    fingerprint = hashlib.sha256(json.dumps(
+        [op, item["args"], item["base_version"]], sort_keys=True, separators=(",", ":")
+    ).encode()).hexdigest()
     try:
         args = http.schema(_ARGS[op]).load(item["args"])
     except SchemaValidationError as error:
         errors = flatten(error.messages, "args")
         detail = "; ".join(f"{name}: {' '.join(texts)}" for name, texts in errors.items())
-        return sync_push.Mutation(number, op, invalid=ValidationError(detail, errors))
+        return sync_push.Mutation(number, op, invalid=ValidationError(detail, errors),
+                                  fingerprint=fingerprint)
     if op == "alert.create":
-        return sync_push.Mutation(number, op, str(args["group_id"]), draft=draft_from(args))
+        return sync_push.Mutation(number, op, str(args["group_id"]), draft=draft_from(args),
+                                  fingerprint=fingerprint)
     if op == "alert.cancel":
-        return sync_push.Mutation(number, op, str(args["id"]))
+        return sync_push.Mutation(number, op, str(args["id"]), fingerprint=fingerprint)
     target = str(args.pop("id"))
     return sync_push.Mutation(
-        number, op, target, changes=args, base_version=item["base_version"]
+        number, op, target, changes=args, base_version=item["base_version"],
+        fingerprint=fingerprint,
     )
 
 

@@ -29,6 +29,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 
 import geo
 from blockwatch import tips as tip_services
+from blockwatch.domain import TIP_CATEGORIES
 from blockwatch.sync.replica import Replica
 from blockwatch.sync.scope import FALLBACK_LANGUAGE, Area, Scope
 
@@ -169,7 +170,7 @@ class SyncClient:
             raise SyncError(None, None, "pushing needs a token")
         results: list[dict[str, Any]] = []
         while True:
-            batch = self.replica.outbox(limit=PUSH_BATCH)
+            batch = self.replica.outbox(limit=PUSH_BATCH, sending=True)
             if not batch:
                 return results
             answer, _ = self._post("/v1/sync/push", {
@@ -264,9 +265,9 @@ class SyncClient:
 
     # -- local reads -----------------------------------------------------------------------
     def groups(self) -> list[dict[str, Any]]:
-        """Every group held, with unsent edits applied."""
+        """Every group held, with this device's edits the replica does not show yet applied."""
         edits: dict[str, dict[str, Any]] = {}
-        for mutation in self.replica.outbox():
+        for mutation in self.replica.pending():
             if mutation["op"] == "group.update":
                 args = dict(mutation["args"])
                 edits.setdefault(args.pop("id"), {}).update(args)
@@ -274,9 +275,10 @@ class SyncClient:
         return [{**group, **edits.get(group["id"], {})} for group in groups]
 
     def alerts(self) -> list[dict[str, Any]]:
-        """Every alert held, with this device's unsent alerts and cancellations applied."""
+        """Every alert held, with this device's alerts and cancellations the replica does not
+        show yet applied."""
         alerts = {alert["id"]: alert for alert in self.replica.documents("alerts")}
-        for mutation in self.replica.outbox():
+        for mutation in self.replica.pending():
             args = mutation["args"]
             if mutation["op"] == "alert.create" and args["id"] not in alerts:
                 alerts[args["id"]] = _local_alert(args)
@@ -312,7 +314,8 @@ class SyncClient:
 
     def tips(self, language: str = FALLBACK_LANGUAGE, category: str | None = None
              ) -> list[dict[str, Any]]:
-        """One translation of every tip: in ``language`` where there is one, else English."""
+        """One translation of every tip: in ``language`` where there is one, else English; in
+        the order ``GET /v1/tips`` gives (by category, then key)."""
         chosen: dict[str, dict[str, Any]] = {}
         wanted = tip_services.language_matcher([language])
         fallback = tip_services.language_matcher([FALLBACK_LANGUAGE])
@@ -322,7 +325,9 @@ class SyncClient:
             current = chosen.get(tip["key"])
             if wanted(tip["language"]) or (current is None and fallback(tip["language"])):
                 chosen[tip["key"]] = tip
-        return sorted(chosen.values(), key=lambda tip: (tip["category"], tip["key"]))
+        order = {category: rank for rank, category in enumerate(TIP_CATEGORIES)}
+        return sorted(chosen.values(),
+                      key=lambda tip: (order.get(tip["category"], len(order)), tip["key"]))
 
     def dump(self) -> dict[str, dict[str, Any]]:
         """The replica as pulled (without local changes): entities by id, per kind."""

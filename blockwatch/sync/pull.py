@@ -98,7 +98,7 @@ def pull(db: Database, actor: Actor, request: PullRequest, now: datetime | None 
     position, reset = _position(request, actor, state, secret)
     with db.read() as session:
         builder = _Page(session, db, actor, request, position, newest, now)
-        builder.build(fresh=request.cursor is None or reset)
+        builder.build(fresh=request.cursor is None or reset, reset=reset)
         page = builder.page
         page.reset = reset
         page.cursor = cursors.sign(builder.position, secret)
@@ -158,12 +158,12 @@ class _Page:
         self.page = PullPage(cursor="", has_more=False, reset=False)
 
     # -- the plan ----------------------------------------------------------------------
-    def build(self, fresh: bool) -> None:
+    def build(self, fresh: bool, reset: bool) -> None:
         scope = self._scope_groups()
-        claimed = set() if fresh else set(self.request.have_groups)
-        if not fresh:
+        claimed = set(self.request.have_groups)
+        if not reset:  # a replica that starts over is cleared by the client itself
             self._drop_out_of_scope(claimed - scope)
-        held = self._held(claimed & scope)
+        held = set() if fresh else self._held(claimed & scope)
         pending = sorted(scope - held)
         if self.position.group in pending:  # finish the group under way first
             pending.remove(self.position.group)
@@ -171,11 +171,12 @@ class _Page:
         elif self.position.group is not None:
             self.position = self.position.but(group=None, after_alert=None)
         wanted = self._wanted_languages()
-        self._drop_languages(set(self.position.languages) - set(wanted))
-        new_languages = tuple(sorted(set(wanted) - set(self.position.languages)))
-        if pending or new_languages:
+        languages_change = wanted != self.position.languages
+        if languages_change:
+            self._drop_languages(wanted)
+        if pending or languages_change:
             done_groups = self._backfill_groups(pending)
-            if done_groups is None or not self._backfill_tips(new_languages, wanted):
+            if done_groups is None or not self._backfill_tips(wanted):
                 self.page.has_more = True
                 return
             held |= done_groups
@@ -185,9 +186,7 @@ class _Page:
         scope: set[str] = set(self.actor.roles)
         area = self.request.scope.area
         if area is not None:
-            scope.update(self.db.spatial.groups.keys_within(
-                lon=area.lon, lat=area.lat, radius_m=area.radius_m
-            ))
+            scope.update(self.db.spatial.group_keys_within(area.lon, area.lat, area.radius_m))
         asked = [check_uuid(value) for value in self.request.scope.group_ids]
         if asked:
             scope.update(self.session.scalars(
@@ -221,17 +220,17 @@ class _Page:
         tags.add(FALLBACK_LANGUAGE)
         return tuple(sorted(tags))
 
-    def _drop_languages(self, dropped: set[str]) -> None:
-        if not dropped:
+    def _drop_languages(self, wanted: tuple[str, ...]) -> None:
+        """Tips the replica holds that the new languages do not want (sent again on each page
+        of a tip backfill, which is short: deleting twice is harmless)."""
+        if not self.position.languages:
             return
-        kept = set(self.position.languages) - dropped
-        still_wanted = tip_services.language_matcher(sorted(kept))
-        was_held = tip_services.language_matcher(sorted(dropped))
+        held = tip_services.language_matcher(self.position.languages)
+        still_wanted = tip_services.language_matcher(wanted)
         rows = self.session.execute(select(SafetyTip.id, SafetyTip.language)).all()
         self.page.deleted_tips.extend(
-            key for key, language in rows if was_held(language) and not still_wanted(language)
+            key for key, language in rows if held(language) and not still_wanted(language)
         )
-        self.position = self.position.but(languages=tuple(sorted(kept)))
 
     # -- backfill ----------------------------------------------------------------------
     def _backfill_groups(self, pending: list[str]) -> set[str] | None:
@@ -300,14 +299,15 @@ class _Page:
             group=None, after_alert=None, exact=tuple(sorted(exact))
         )
 
-    def _backfill_tips(self, new_languages: tuple[str, ...], wanted: tuple[str, ...]) -> bool:
-        """Send the tips of newly wanted languages; False when the page filled first."""
-        if not new_languages:
+    def _backfill_tips(self, wanted: tuple[str, ...]) -> bool:
+        """Send the tips the new languages want that the replica lacks; False when the page
+        filled first (the cursor then says where to go on)."""
+        if wanted == self.position.languages:
             return True
-        if self.position.tip_languages != new_languages:
-            self.position = self.position.but(tip_languages=new_languages, after_tip=None)
+        if self.position.tip_languages != wanted:
+            self.position = self.position.but(tip_languages=wanted, after_tip=None)
         held = tip_services.language_matcher(self.position.languages)
-        new = tip_services.language_matcher(new_languages)
+        new = tip_services.language_matcher(wanted)
         query = select(SafetyTip).order_by(SafetyTip.id)
         if self.position.after_tip is not None:
             query = query.where(SafetyTip.id > self.position.after_tip)
@@ -371,8 +371,14 @@ class _Page:
         self._emit(changes)
 
     def _emit(self, changes: Sequence[tuple[int, str, object]]) -> None:
-        alert_rows = [row for _, kind, row in changes if kind == "alert"]
-        group_ids = [key for _, kind, key in changes if kind == "group"]
+        # A group completed earlier in this page may have changed since its backfill began:
+        # what this page already carries at the same version is not sent twice.
+        sent_alerts = {alert.id: alert.version for alert in self.page.alerts}
+        sent_groups = {group.id: group.version for group in self.page.groups}
+        alert_rows = [row for _, kind, row in changes
+                      if kind == "alert" and sent_alerts.get(row.id) != row.seq]
+        group_ids = [key for seq, kind, key in changes
+                     if kind == "group" and sent_groups.get(key) != seq]
         views = group_services.views(self.db, group_ids, self.session) if group_ids else {}
         self.page.groups.extend(views[key] for key in group_ids if key in views)
         self.page.alerts.extend(

@@ -27,6 +27,7 @@ from blockwatch.db import Database
 from blockwatch.domain import (
     Actor,
     AlertDraft,
+    Conflict,
     DomainError,
     Forbidden,
     Group,
@@ -58,6 +59,9 @@ class Mutation:
     changes: dict[str, Any] | None = None
     base_version: int | None = None
     invalid: DomainError | None = None
+    #: What identifies the mutation as sent (a hash of its op, arguments and base version):
+    #: a replay under the same id must carry the same.
+    fingerprint: str | None = None
 
 
 @dataclass(frozen=True)
@@ -104,12 +108,12 @@ def push(db: Database, actor: Actor, client_id: str, mutations: list[Mutation],
         results = []
         for mutation in mutations:
             if mutation.mutation_id <= client.last_mutation_id:
-                results.append(_duplicate(session, db, client_id, mutation.mutation_id))
+                results.append(_duplicate(session, client_id, mutation))
                 continue
             result = _apply(session, actor, mutation, now)
             session.add(SyncMutation(
                 client_id=client_id, mutation_id=mutation.mutation_id, status=result.status,
-                result=_stored(result), applied_at=now,
+                result=_stored(result), applied_at=now, fingerprint=mutation.fingerprint,
             ))
             client.last_mutation_id = mutation.mutation_id
             results.append(result)
@@ -218,11 +222,17 @@ def _stored(result: MutationResult) -> dict[str, Any]:
     return stored
 
 
-def _duplicate(session: Session, db: Database, client_id: str, mutation_id: int
-               ) -> MutationResult:
+def _duplicate(session: Session, client_id: str, mutation: Mutation) -> MutationResult:
+    mutation_id = mutation.mutation_id
     row = session.get(SyncMutation, (client_id, mutation_id))
     if row is None:  # applied so long ago that its result was purged
         return MutationResult(mutation_id, "duplicate")
+    if row.fingerprint and mutation.fingerprint and row.fingerprint != mutation.fingerprint:
+        # The client reused an id for another change: nothing happens, and it is told so.
+        return MutationResult(mutation_id, "rejected", problem=problem_of(Conflict(
+            f"mutation {mutation_id} of this client was first pushed with other content; "
+            "its first result stands and this one was not applied"
+        )))
     result = row.result or {}
     entity = None
     if row.status == "conflict" and result.get("id"):

@@ -26,7 +26,10 @@ CREATE INDEX IF NOT EXISTS alerts_group ON alerts (group_id);
 CREATE TABLE IF NOT EXISTS tips (id TEXT PRIMARY KEY, language TEXT NOT NULL,
     version INTEGER NOT NULL, document TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS outbox (mutation_id INTEGER PRIMARY KEY, op TEXT NOT NULL,
-    args TEXT NOT NULL, base_version INTEGER, created_at TEXT NOT NULL);
+    args TEXT NOT NULL, base_version INTEGER, created_at TEXT NOT NULL,
+    sent INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS acknowledged (mutation_id INTEGER PRIMARY KEY, op TEXT NOT NULL,
+    args TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS push_results (mutation_id INTEGER PRIMARY KEY, op TEXT NOT NULL,
     args TEXT NOT NULL, status TEXT NOT NULL, result TEXT NOT NULL);
 """
@@ -117,6 +120,9 @@ class Replica:
                  for t in page["tips"]["upserted"]],
             )
             self.set("cursor", page["cursor"])
+            if not page["has_more"]:
+                # A complete pull reflects every mutation the server had applied before it.
+                db.execute("DELETE FROM acknowledged")
 
     def clear(self) -> None:
         """Forget the replica and its cursor (the outbox stays)."""
@@ -159,11 +165,12 @@ class Replica:
         return number
 
     def merge_group_update(self, group_id: str, fields: dict[str, Any]) -> bool:
-        """Fold new fields into an unsent edit of the same group (two offline edits of one
-        group are one edit against the version both started from); False if there is none."""
+        """Fold new fields into an edit of the same group not yet sent (two offline edits of
+        one group are one edit against the version both started from); False if there is none.
+        An edit already sent is never changed: its push may have been applied."""
         with self.transaction() as db:
             for number, args in db.execute(
-                "SELECT mutation_id, args FROM outbox WHERE op = 'group.update' "
+                "SELECT mutation_id, args FROM outbox WHERE op = 'group.update' AND sent = 0 "
                 "ORDER BY mutation_id DESC"
             ).fetchall():
                 merged = json.loads(args)
@@ -174,10 +181,14 @@ class Replica:
                     return True
         return False
 
-    def outbox(self, limit: int | None = None) -> list[dict[str, Any]]:
-        """Unsent mutations, oldest first, as the push body lists them."""
+    def outbox(self, limit: int | None = None, *, sending: bool = False) -> list[dict[str, Any]]:
+        """Mutations not acknowledged yet, oldest first, as the push body lists them; with
+        ``sending``, they are marked as sent (never to be folded into again)."""
         query = "SELECT mutation_id, op, args, base_version FROM outbox ORDER BY mutation_id"
-        rows = self._db.execute(query + (f" LIMIT {int(limit)}" if limit else "")).fetchall()
+        with self.transaction() as db:
+            rows = db.execute(query + (f" LIMIT {int(limit)}" if limit else "")).fetchall()
+            if sending and rows:
+                db.execute("UPDATE outbox SET sent = 1 WHERE mutation_id <= ?", (rows[-1][0],))
         mutations = []
         for number, op, args, base_version in rows:
             mutation = {"mutation_id": number, "op": op, "args": json.loads(args)}
@@ -188,13 +199,20 @@ class Replica:
 
     def acknowledge(self, sent: list[dict[str, Any]], results: list[dict[str, Any]],
                     last_mutation_id: int) -> None:
-        """Drop what the server has applied (up to ``last_mutation_id``), keeping the results
-        that need the user's attention (rejected, conflict) for the app to show."""
+        """Drop what the server has taken (up to ``last_mutation_id``) from the outbox: applied
+        mutations stay visible locally until a complete pull brings them back; results that
+        need the user's attention (rejected, conflict) are kept for the app to show."""
         by_id = {mutation["mutation_id"]: mutation for mutation in sent}
         with self.transaction() as db:
             for result in results:
                 status = result.get("original_status") or result["status"]
                 mutation = by_id.get(result["mutation_id"])
+                if status == "applied" and mutation is not None:
+                    db.execute(
+                        "INSERT OR REPLACE INTO acknowledged (mutation_id, op, args) "
+                        "VALUES (?, ?, ?)",
+                        (result["mutation_id"], mutation["op"], json.dumps(mutation["args"])),
+                    )
                 if status in ("rejected", "conflict") and mutation is not None:
                     db.execute(
                         "INSERT OR REPLACE INTO push_results (mutation_id, op, args, status, "
@@ -203,6 +221,17 @@ class Replica:
                          status, json.dumps(result)),
                     )
             db.execute("DELETE FROM outbox WHERE mutation_id <= ?", (last_mutation_id,))
+
+    def pending(self) -> list[dict[str, Any]]:
+        """What this device changed that the replica does not show yet: mutations the server
+        applied since the last complete pull, then the outbox; oldest first."""
+        acknowledged = [
+            {"mutation_id": number, "op": op, "args": json.loads(args)}
+            for number, op, args in self._db.execute(
+                "SELECT mutation_id, op, args FROM acknowledged ORDER BY mutation_id"
+            )
+        ]
+        return acknowledged + self.outbox()
 
     def push_results(self) -> list[dict[str, Any]]:
         """Mutations the server refused (rejected) or found stale (conflict), oldest first."""

@@ -40,6 +40,7 @@ def upgrade() -> None:
         sa.Column("mutation_id", sa.BigInteger(), nullable=False),
         sa.Column("status", sa.String(length=20), nullable=False),
         sa.Column("result", sa.JSON(), nullable=False),
+        sa.Column("fingerprint", sa.String(length=64), nullable=True),
         sa.Column("applied_at", blockwatch.types.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["client_id"], ["sync_clients.client_id"], ondelete="CASCADE"

@@ -1,0 +1,423 @@
+"""Benchmark offline sync: a device's first full sync, a pull with nothing new and a push of
+100 alerts, on SQLite and PostgreSQL, against Kinto (PostgreSQL backend) holding the same alerts.
+
+What it measures:
+
+* **The city.** ``--groups`` (5,000) square blocks of about 200 m on a grid around Seattle's
+  centre, ``--alerts`` (50,000) alerts spread over them at random (seeded), the demo safety tips;
+  loaded in bulk (not timed). The device's scope: 3 km around the centre (about 700 groups,
+  7,000 alerts and 35 English tips).
+* **Our server**: ``api:create_app()`` under gunicorn (gthread, 1 worker, 1 thread, loopback),
+  one client on one keep-alive connection (httpx), ``Accept-Encoding: identity`` (raw JSON
+  bytes, as for Kinto). For each page size (100, 500, 1,000, 5,000) the server is restarted and
+  two devices sync in turn from no cursor to ``has_more == false``, each sending its
+  ``have_groups`` as a real client would: the first meets a cold server (no entity rendered yet),
+  the second a warm one. Reported: entities per second (entities / wall time of the whole pull,
+  JSON parsing included), bytes per entity raw and gzipped (``gzip.compress`` of the same
+  bodies, the encoding the server uses when asked).
+* **Time to a complete replica**: :class:`blockwatch.sync.SyncClient` (default page size 500)
+  from an empty replica file to ``has_more == false``, local transactions included.
+* **A pull with nothing new**: 200 pulls with the final cursor; the median of the server's own
+  ``Server-Timing`` (time inside the app) and of the round trip.
+* **A push of 100 alerts**: a coordinator's client queues 100 alerts offline, then one
+  ``push()``; its wall time and ``Server-Timing``.
+* **Kinto** (``bench/kinto_peer.py``): the same 50,000 alerts (as our public Alert objects) as
+  records of one collection on its PostgreSQL backend, pulled with ``_since`` paging at the
+  same page sizes by the same kind of client. Kinto's sync unit is a whole collection, so it
+  pulls all 50,000 records where we pull the 3 km scope; entities per second is the rate both
+  deliver.
+
+Nothing asserts a timing: the machine is shared. The report (Markdown for
+docs/performance.md) goes to stdout, progress to stderr. Run from the repository root::
+
+    .venv/bin/python bench/sync_bench.py                 # everything (~10 minutes)
+    .venv/bin/python bench/sync_bench.py --quick         # 1,000 groups, 10,000 alerts
+    .venv/bin/python bench/sync_bench.py --no-kinto      # ours only
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gzip
+import json
+import math
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = Path(__file__).resolve().parent
+sys.path[:0] = [str(ROOT), str(BENCH)]
+
+import httpx  # noqa: E402
+import shapely  # noqa: E402
+from api_bench import Server, log  # noqa: E402
+from sqlalchemy import create_engine, text  # noqa: E402
+
+from blockwatch import accounts, changelog, groups, tips  # noqa: E402
+from blockwatch.config import Settings  # noqa: E402
+from blockwatch.db import Database, normalise_url  # noqa: E402
+from blockwatch.domain import OPERATOR, GroupDraft  # noqa: E402
+from blockwatch.models import Account, Alert  # noqa: E402
+from blockwatch.sync import SyncClient  # noqa: E402
+from blockwatch.sync.scope import Area, Scope  # noqa: E402
+
+CENTRE = (-122.33, 47.61)  # (lon, lat)
+SCOPE_RADIUS_M = 3000.0
+CELL_DEG = 0.0027  # about 200 m of longitude here; latitude cells are scaled to be square
+PAGE_SIZES = (100, 500, 1000, 5000)
+NO_CHANGE_PULLS = 200
+PUSHED_ALERTS = 100
+
+
+# -- the city ------------------------------------------------------------------------------
+def make_city(db: Database, n_groups: int, n_alerts: int, seed: int = 7) -> list[str]:
+    """Blocks on a grid around the centre, alerts spread over them, the demo tips."""
+    rnd = random.Random(seed)
+    side = math.ceil(math.sqrt(n_groups))
+    lat_cell = CELL_DEG * math.cos(math.radians(CENTRE[1]))
+    lon0 = CENTRE[0] - side * CELL_DEG / 2
+    lat0 = CENTRE[1] - side * lat_cell / 2
+    drafts = []
+    for i in range(n_groups):
+        x, y = i % side, i // side
+        min_lon, min_lat = lon0 + x * CELL_DEG, lat0 + y * lat_cell
+        drafts.append(GroupDraft(
+            name=f"Block {i}", id=str(uuid.UUID(int=rnd.getrandbits(128), version=4)),
+            boundary=shapely.box(min_lon, min_lat, min_lon + CELL_DEG * 0.98,
+                                 min_lat + lat_cell * 0.98),
+        ))
+    ids: list[str] = []
+    for start in range(0, n_groups, 2500):
+        ids += groups.create_groups(db, OPERATOR, drafts[start:start + 2500])
+    now = datetime.now(UTC)
+    with db.write() as session:
+        author = Account(id=str(uuid.uuid4()), display_name="Bench Coordinator",
+                         is_admin=False, created_at=now)
+        session.add(author)
+        session.flush()
+        seqs = changelog.allocate(session, n_alerts)
+        rows = []
+        for k in range(n_alerts):
+            where = drafts[rnd.randrange(n_groups)]
+            centre = where.boundary.centroid
+            rows.append({
+                "id": str(uuid.UUID(int=rnd.getrandbits(128), version=4)),
+                "group_id": where.id, "category": rnd.choice(["burglary", "vehicle-prowl",
+                                                               "suspicious-activity"]),
+                "severity": "moderate", "urgency": "expected", "certainty": "likely",
+                "title": f"Alert {k}: car prowl reported on the block",
+                "body": "A neighbour saw someone trying car doors on the block around 2 am; "
+                        "lock up and call 911 if you see it happen.",
+                "lon": centre.x + rnd.uniform(-0.0008, 0.0008),
+                "lat": centre.y + rnd.uniform(-0.0005, 0.0005),
+                "sent_at": now - timedelta(minutes=k % 10_000),
+                "expires_at": now + timedelta(days=7), "status": "active",
+                "author_id": author.id, "draft_sha256": "0" * 64, "seq": seqs[k],
+                "updated_at": now,
+            })
+        session.execute(Alert.__table__.insert(), rows)
+    tips.upsert_tips(db, json.loads((ROOT / "fixtures" / "safety_tips.json").read_text()))
+    return ids
+
+
+def scope_json() -> dict[str, Any]:
+    return Scope(area=Area(CENTRE[0], CENTRE[1], SCOPE_RADIUS_M)).as_json()
+
+
+# -- one device's pull -----------------------------------------------------------------------
+@dataclass
+class Pull:
+    entities: int = 0
+    pages: int = 0
+    seconds: float = 0.0
+    raw_bytes: int = 0
+    gzip_bytes: int = 0
+    server_ms: list[float] = field(default_factory=list)
+    cursor: str | None = None
+    have_groups: list[str] = field(default_factory=list)
+
+    @property
+    def per_s(self) -> float:
+        return self.entities / self.seconds if self.seconds else 0.0
+
+
+def server_ms(response: httpx.Response) -> float:
+    header = response.headers.get("Server-Timing", "")
+    return float(header.split("dur=")[1]) if "dur=" in header else float("nan")
+
+
+def full_pull(http: httpx.Client, limit: int) -> Pull:
+    """A device's first sync: from no cursor until ``has_more`` is false."""
+    result = Pull()
+    have: set[str] = set()
+    bodies = []
+    started = time.perf_counter()
+    while True:
+        response = http.post("/v1/sync/pull", json={
+            "cursor": result.cursor, "scope": scope_json(), "have_groups": sorted(have),
+            "limit": limit,
+        })
+        response.raise_for_status()
+        page = response.json()
+        bodies.append(response.content)
+        result.server_ms.append(server_ms(response))
+        result.pages += 1
+        for gone in (*page["removed_groups"], *page["groups"]["deleted"]):
+            have.discard(gone)
+        have.update(group["id"] for group in page["groups"]["upserted"])
+        result.entities += sum(len(page[k]["upserted"]) + len(page[k]["deleted"])
+                               for k in ("groups", "alerts", "tips"))
+        result.cursor = page["cursor"]
+        if not page["has_more"]:
+            break
+    result.seconds = time.perf_counter() - started
+    result.raw_bytes = sum(len(body) for body in bodies)
+    result.gzip_bytes = sum(len(gzip.compress(body, 6)) for body in bodies)
+    result.have_groups = sorted(have)
+    return result
+
+
+# -- one database ----------------------------------------------------------------------------
+@dataclass
+class DatabaseReport:
+    kind: str
+    build_s: float
+    scope: dict[str, int]
+    cold: dict[int, Pull]
+    warm: dict[int, Pull]
+    replica_s: float
+    replica_entities: int
+    no_change_server_ms: float
+    no_change_round_trip_ms: float
+    push_s: float
+    push_server_ms: float
+
+
+def open_database(kind: str, tmp: Path, postgres_url: str, stack: contextlib.ExitStack
+                  ) -> str:
+    if kind == "sqlite":
+        return f"sqlite:///{tmp / 'sync-bench.db'}"
+    schema = f"sync_bench_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(normalise_url(postgres_url))
+    with admin.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+
+    def drop() -> None:
+        with admin.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+    stack.callback(drop)
+    separator = "&" if "?" in postgres_url else "?"
+    return f"{postgres_url}{separator}options=-csearch_path%3D{schema}"
+
+
+def bench_database(kind: str, args: argparse.Namespace, tmp: Path,
+                   stack: contextlib.ExitStack) -> tuple[DatabaseReport, str]:
+    url = open_database(kind, tmp, args.postgres_url, stack)
+    db = Database(url, Settings(database_url=url))
+    db.migrate()
+    started = time.perf_counter()
+    group_ids = make_city(db, args.groups, args.alerts)
+    build_s = time.perf_counter() - started
+    log(f"{kind}: {args.groups} groups, {args.alerts} alerts in {build_s:.1f} s")
+    in_scope = db.spatial.groups.keys_within(lon=CENTRE[0], lat=CENTRE[1],
+                                             radius_m=SCOPE_RADIUS_M)
+    coordinator = accounts.create_token(db, "Bench Pusher", "coordinator", in_scope[0])
+    db.dispose()
+    env = {**os.environ, "BLOCKWATCH_DATABASE_URL": url, "BLOCKWATCH_RATE_LIMIT_WRITES": "off"}
+    cold: dict[int, Pull] = {}
+    warm: dict[int, Pull] = {}
+    for limit in args.page_sizes:
+        with serving(kind, env, tmp) as base:
+            with httpx.Client(base_url=base, headers={"Accept-Encoding": "identity"},
+                              timeout=120) as http:
+                cold[limit] = full_pull(http, limit)
+                warm[limit] = full_pull(http, limit)
+        log(f"{kind} limit {limit}: cold {cold[limit].per_s:,.0f}/s, "
+            f"warm {warm[limit].per_s:,.0f}/s ({cold[limit].entities} entities)")
+    last = warm[args.page_sizes[-1]]
+    scope = {"entities": last.entities, "groups": len(last.have_groups)}
+    with serving(kind, env, tmp) as base:
+        replica_path = tmp / f"replica-{kind}.db"
+        with SyncClient(base, replica_path, scope=Scope(area=Area(
+                CENTRE[0], CENTRE[1], SCOPE_RADIUS_M))) as client:
+            started = time.perf_counter()
+            summary = client.pull()
+            replica_s = time.perf_counter() - started
+        with httpx.Client(base_url=base, timeout=60) as http:
+            body = {"cursor": last.cursor, "scope": scope_json(),
+                    "have_groups": last.have_groups, "limit": 500}
+            for _ in range(20):  # warm this worker's index and connection
+                http.post("/v1/sync/pull", json=body)
+            timings, trips = [], []
+            cursor = last.cursor
+            for _ in range(NO_CHANGE_PULLS):
+                began = time.perf_counter()
+                response = http.post("/v1/sync/pull", json={**body, "cursor": cursor})
+                trips.append((time.perf_counter() - began) * 1000)
+                page = response.json()
+                assert not page["has_more"] and not page["alerts"]["upserted"], page
+                cursor = page["cursor"]
+                timings.append(server_ms(response))
+        with SyncClient(base, tmp / f"pusher-{kind}.db", token=coordinator,
+                        scope=Scope(group_ids=(in_scope[0],))) as pusher:
+            for k in range(PUSHED_ALERTS):
+                pusher.post_alert(in_scope[0], "suspicious-activity", f"Offline alert {k}",
+                                  location=(CENTRE[0], CENTRE[1]))
+            push_timing: list[float] = []
+            original = pusher._http.post
+
+            def timed_post(*a, **kw):
+                response = original(*a, **kw)
+                push_timing.append(server_ms(response))
+                return response
+
+            pusher._http.post = timed_post
+            started = time.perf_counter()
+            results = pusher.push()
+            push_s = time.perf_counter() - started
+            assert [r["status"] for r in results] == ["applied"] * PUSHED_ALERTS, results[:3]
+    log(f"{kind}: replica {replica_s:.2f} s, no-change {statistics.median(timings):.2f} ms, "
+        f"push {push_s * 1000:.0f} ms")
+    del group_ids
+    return DatabaseReport(
+        kind=kind, build_s=build_s, scope=scope, cold=cold, warm=warm, replica_s=replica_s,
+        replica_entities=summary.upserted, no_change_server_ms=statistics.median(timings),
+        no_change_round_trip_ms=statistics.median(trips), push_s=push_s,
+        push_server_ms=push_timing[0] if push_timing else float("nan"),
+    ), url
+
+
+@contextlib.contextmanager
+def serving(kind: str, env: dict[str, str], tmp: Path):
+    server = Server(f"blockwatch-{kind}", "api:create_app()", env, workers=1, threads=1,
+                    log_path=tmp / f"gunicorn-{kind}.log").start()
+    try:
+        server.wait_ready("/v1/health")
+        yield f"http://127.0.0.1:{server.port}"
+    finally:
+        server.stop()
+
+
+def kinto_records(url: str) -> list[dict[str, Any]]:
+    """Every alert of the city as our public Alert object (what Kinto will hold)."""
+    from api import create_app
+
+    app = create_app({"BLOCKWATCH_DATABASE_URL": url, "BLOCKWATCH_RATE_LIMIT_WRITES": "off"})
+    db = app.extensions["blockwatch.db"]
+    from api import schemas
+    from blockwatch.alerts import views_of
+    from blockwatch.domain import ANONYMOUS
+
+    with db.read() as session:
+        rows = session.execute(__import__("sqlalchemy").select(*Alert.__table__.columns)).all()
+        views = views_of(session, ANONYMOUS, rows, datetime.now(UTC))
+    dumped = schemas.Alert(many=True).dump(views)
+    db.dispose()
+    return dumped
+
+
+# -- the report ------------------------------------------------------------------------------
+def report(args, reports: list[DatabaseReport], kinto: dict[str, Any] | None) -> str:
+    lines = [
+        f"Command: `.venv/bin/python bench/sync_bench.py {' '.join(args.argv)}`  ",
+        f"City: {args.groups:,} groups, {args.alerts:,} alerts; scope 3 km: "
+        f"{reports[0].scope['groups']} groups, {reports[0].scope['entities']:,} entities "
+        f"(groups + alerts + tips). Server: gunicorn gthread 1×1, loopback, identity encoding.",
+        "",
+        "| page size | " + " | ".join(
+            f"{r.kind} cold /s | {r.kind} warm /s" for r in reports)
+        + (" | Kinto (PG) /s | ours ÷ Kinto (worst) |" if kinto else " |"),
+        "|---|" + "---|---|" * len(reports) + ("---|---|" if kinto else ""),
+    ]
+    for limit in args.page_sizes:
+        cells = []
+        for r in reports:
+            cells += [f"{r.cold[limit].per_s:,.0f}", f"{r.warm[limit].per_s:,.0f}"]
+        row = f"| {limit} | " + " | ".join(cells)
+        if kinto:
+            theirs = kinto["pulls"][limit]["records_per_s"]
+            worst = min(min(r.cold[limit].per_s, r.warm[limit].per_s) for r in reports)
+            row += f" | {theirs:,.0f} | {worst / theirs:.1f}×"
+        lines.append(row + " |")
+    lines += ["", "| | " + " | ".join(r.kind for r in reports)
+              + (" | Kinto (PG) |" if kinto else " |"),
+              "|---|" + "---|" * len(reports) + ("---|" if kinto else "")]
+
+    def row(label: str, values: list[str], theirs: str = "") -> None:
+        lines.append(f"| {label} | " + " | ".join(values) + (f" | {theirs} |" if kinto else " |"))
+
+    mid = 500 if 500 in args.page_sizes else args.page_sizes[0]
+    row(f"bytes per entity at page size {mid}, raw / gzip",
+        [f"{r.warm[mid].raw_bytes / r.warm[mid].entities:.0f} / "
+         f"{r.warm[mid].gzip_bytes / r.warm[mid].entities:.0f}" for r in reports],
+        f"{kinto['pulls'][mid]['bytes_per_record']:.0f} / –" if kinto else "")
+    row("time to a complete replica (SyncClient, page 500, local writes included)",
+        [f"{r.replica_s:.2f} s ({r.replica_entities / r.replica_s:,.0f} entities/s)"
+         for r in reports])
+    row("pull with nothing new: server time (median)",
+        [f"{r.no_change_server_ms:.2f} ms" for r in reports],
+        f"{kinto['no_change_ms']:.2f} ms (round trip)" if kinto else "")
+    row("pull with nothing new: round trip (median)",
+        [f"{r.no_change_round_trip_ms:.2f} ms" for r in reports])
+    row(f"push of {PUSHED_ALERTS} alerts (one request): wall / server",
+        [f"{r.push_s * 1000:.0f} ms / {r.push_server_ms:.0f} ms" for r in reports])
+    if kinto:
+        lines += ["", f"Kinto {kinto.get('version', '?')}: {kinto['records']:,} records "
+                      "(the city's alerts), PostgreSQL storage, `_since` paging."]
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--groups", type=int, default=5000)
+    parser.add_argument("--alerts", type=int, default=50_000)
+    parser.add_argument("--quick", action="store_true", help="1,000 groups, 10,000 alerts")
+    parser.add_argument("--no-kinto", action="store_true", help="skip the Kinto peer")
+    parser.add_argument("--databases", default="sqlite,postgresql")
+    parser.add_argument("--page-sizes", default=",".join(map(str, PAGE_SIZES)))
+    parser.add_argument("--postgres-url", default=os.environ.get(
+        "BLOCKWATCH_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"))
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.groups, args.alerts = 1000, 10_000
+    args.page_sizes = [int(v) for v in args.page_sizes.split(",")]
+    args.argv = argv
+    return args
+
+
+def main(argv: list[str]) -> None:
+    args = parse_args(argv)
+    reports = []
+    kinto = None
+    with tempfile.TemporaryDirectory(prefix="sync-bench-") as name, \
+            contextlib.ExitStack() as stack:
+        tmp = Path(name)
+        pg_url = None
+        for kind in args.databases.split(","):
+            found, url = bench_database(kind, args, tmp, stack)
+            reports.append(found)
+            if kind == "postgresql":
+                pg_url = url
+        if not args.no_kinto:
+            import kinto_peer
+
+            records = kinto_records(pg_url or url)
+            log(f"kinto: {len(records)} records")
+            kinto = kinto_peer.measure_kinto(records, args.page_sizes, args.postgres_url)
+    print(report(args, reports, kinto))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
