@@ -170,9 +170,10 @@ class SyncClient:
             raise SyncError(None, None, "pushing needs a token")
         results: list[dict[str, Any]] = []
         while True:
-            batch = self.replica.outbox(limit=PUSH_BATCH, sending=True)
+            batch = _until_dependent_edit(self.replica.outbox(limit=PUSH_BATCH))
             if not batch:
                 return results
+            self.replica.mark_sent(batch[-1]["mutation_id"])
             answer, _ = self._post("/v1/sync/push", {
                 "client_id": self.replica.client_id, "mutations": batch,
             })
@@ -343,6 +344,19 @@ class SyncClient:
             cached = (version, build())
             self._indexes[name] = cached
         return cached[1]
+
+
+def _until_dependent_edit(batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The batch up to (not including) a second edit of a group already edited in it: that
+    edit was made on top of the first, so its base version is known only once the first is
+    applied (then :meth:`Replica.acknowledge` rebases it)."""
+    edited: set[str] = set()
+    for index, mutation in enumerate(batch):
+        if mutation["op"] == "group.update":
+            if mutation["args"]["id"] in edited:
+                return batch[:index]
+            edited.add(mutation["args"]["id"])
+    return batch
 
 
 def _problem(response: httpx.Response) -> dict[str, Any]:

@@ -181,14 +181,10 @@ class Replica:
                     return True
         return False
 
-    def outbox(self, limit: int | None = None, *, sending: bool = False) -> list[dict[str, Any]]:
-        """Mutations not acknowledged yet, oldest first, as the push body lists them; with
-        ``sending``, they are marked as sent (never to be folded into again)."""
+    def outbox(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """Mutations not acknowledged yet, oldest first, as the push body lists them."""
         query = "SELECT mutation_id, op, args, base_version FROM outbox ORDER BY mutation_id"
-        with self.transaction() as db:
-            rows = db.execute(query + (f" LIMIT {int(limit)}" if limit else "")).fetchall()
-            if sending and rows:
-                db.execute("UPDATE outbox SET sent = 1 WHERE mutation_id <= ?", (rows[-1][0],))
+        rows = self._db.execute(query + (f" LIMIT {int(limit)}" if limit else "")).fetchall()
         mutations = []
         for number, op, args, base_version in rows:
             mutation = {"mutation_id": number, "op": op, "args": json.loads(args)}
@@ -196,6 +192,12 @@ class Replica:
                 mutation["base_version"] = base_version
             mutations.append(mutation)
         return mutations
+
+    def mark_sent(self, through_mutation_id: int) -> None:
+        """Mutations about to go out: never to be folded into again (their push may be applied
+        even if its answer is lost)."""
+        with self.transaction() as db:
+            db.execute("UPDATE outbox SET sent = 1 WHERE mutation_id <= ?", (through_mutation_id,))
 
     def acknowledge(self, sent: list[dict[str, Any]], results: list[dict[str, Any]],
                     last_mutation_id: int) -> None:
@@ -213,6 +215,10 @@ class Replica:
                         "VALUES (?, ?, ?)",
                         (result["mutation_id"], mutation["op"], json.dumps(mutation["args"])),
                     )
+                    if mutation["op"] == "group.update" and result.get("version") is not None:
+                        # Later edits of this group were made on top of this one.
+                        self._rebase(db, mutation["args"]["id"], result["mutation_id"],
+                                     result["version"])
                 if status in ("rejected", "conflict") and mutation is not None:
                     db.execute(
                         "INSERT OR REPLACE INTO push_results (mutation_id, op, args, status, "
@@ -221,6 +227,16 @@ class Replica:
                          status, json.dumps(result)),
                     )
             db.execute("DELETE FROM outbox WHERE mutation_id <= ?", (last_mutation_id,))
+
+    @staticmethod
+    def _rebase(db: sqlite3.Connection, group_id: str, after: int, version: int) -> None:
+        for number, args in db.execute(
+            "SELECT mutation_id, args FROM outbox WHERE op = 'group.update' "
+            "AND mutation_id > ?", (after,)
+        ).fetchall():
+            if json.loads(args)["id"] == group_id:
+                db.execute("UPDATE outbox SET base_version = ? WHERE mutation_id = ?",
+                           (version, number))
 
     def pending(self) -> list[dict[str, Any]]:
         """What this device changed that the replica does not show yet: mutations the server
