@@ -128,17 +128,25 @@ class RenderedCache:
         """``entity`` rendered by ``cls``; ``variant`` names whatever else the rendering
         depends on (an alert's location precision for this reader, its status by the clock)."""
         key = (cls, entity.id, entity.version, *variant)
+        found = self.get(key)
+        if found is None:
+            found = _stdlib_json.dumps(schema(cls).dump(entity))
+            self.put(key, found)
+        return found
+
+    def get(self, key: tuple) -> str | None:
+        """The rendering kept under ``(schema, id, version, *variant)``, if any."""
         with self._lock:
             found = self._texts.get(key)
             if found is not None:
                 self._texts.move_to_end(key)
-                return found
-        rendered = _stdlib_json.dumps(schema(cls).dump(entity))
+            return found
+
+    def put(self, key: tuple, text: str) -> None:
         with self._lock:
-            self._texts[key] = rendered
+            self._texts[key] = text
             while len(self._texts) > self._capacity:
                 self._texts.popitem(last=False)
-        return rendered
 
 
 def respond_page(cls: type[Schema], page: Any, distances_m: list[float] | None = None

@@ -14,6 +14,7 @@ import json
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -354,6 +355,41 @@ def _author_names(session: Session, rows: list[AlertRow]) -> dict[str, str]:
     ).all())
 
 
+class AlertRef(NamedTuple):
+    """What an alert looks like to one reader, without the alert: its id, version and the two
+    things a reader's view depends on (exact location or not, status by the clock). Two
+    readers with equal refs see the same alert object."""
+
+    id: str
+    version: int
+    location_exact: bool
+    status: str
+
+
+def ref_of(actor: Actor, row, now: datetime) -> AlertRef:
+    """The :class:`AlertRef` of a row that has at least ``id``, ``group_id``, ``seq``,
+    ``status``, ``expires_at`` and ``lon``."""
+    return AlertRef(
+        row.id, row.seq, actor.belongs_to(row.group_id) or row.lon is None,
+        _status(row.status, row.expires_at, now),
+    )
+
+
+def views_by_id(db: Database, actor: Actor, ids: list[str], now: datetime) -> dict[str, Alert]:
+    """Alerts by id as this actor may see them (those that exist), in one transaction."""
+    if not ids:
+        return {}
+    with db.read() as session:
+        rows = session.execute(
+            select(*AlertRow.__table__.columns).where(AlertRow.id.in_(ids))
+        ).all()
+        return {view.id: view for view in views_of(session, actor, rows, now)}
+
+
+def _status(stored: str, expires_at: datetime, now: datetime) -> str:
+    return "expired" if stored == "active" and expires_at <= now else stored
+
+
 def _view(
     session: Session, actor: Actor, row: AlertRow, now: datetime,
     author_names: dict[str, str] | None = None,
@@ -373,7 +409,7 @@ def _view(
         author_name = session.scalar(
             select(Account.display_name).where(Account.id == row.author_id)
         ) or ""
-    status = "expired" if row.status == "active" and row.expires_at <= now else row.status
+    status = _status(row.status, row.expires_at, now)
     return Alert(
         id=row.id, group_id=row.group_id, category=row.category, severity=row.severity,
         urgency=row.urgency, certainty=row.certainty, title=row.title, body=row.body,

@@ -104,11 +104,11 @@ def _mutation(item: dict) -> sync_push.Mutation:
 
 def _render(page: sync_pull.PullPage) -> Response:
     """The page as :class:`api.schemas.SyncPullResponse` describes it, each entity rendered
-    once per version (a city's devices pull the same groups and alerts)."""
+    once per version and view (a city's devices pull the same groups and alerts)."""
     rendered: http.RenderedCache = current_app.extensions["blockwatch.rendered"]
 
-    def texts(cls, entities, variant=lambda entity: ()) -> str:
-        return ", ".join(rendered.text(cls, entity, variant(entity)) for entity in entities)
+    def texts(cls, entities) -> str:
+        return ", ".join(rendered.text(cls, entity) for entity in entities)
 
     def changes(upserted: str, deleted: list[str]) -> str:
         return f'{{"upserted": [{upserted}], "deleted": {json.dumps(deleted)}}}'
@@ -117,7 +117,7 @@ def _render(page: sync_pull.PullPage) -> Response:
         f'{{"cursor": {json.dumps(page.cursor)}, "has_more": {json.dumps(page.has_more)}, '
         f'"reset": {json.dumps(page.reset)}, '
         f'"groups": {changes(texts(schemas.Group, page.groups), page.deleted_groups)}, '
-        f'"alerts": {changes(texts(schemas.Alert, page.alerts, _alert_variant), page.deleted_alerts)}, '  # noqa: E501
+        f'"alerts": {changes(_alert_texts(rendered, page), page.deleted_alerts)}, '
         f'"tips": {changes(texts(schemas.SyncTip, page.tips), page.deleted_tips)}, '
         f'"removed_groups": {json.dumps(page.removed_groups)}}}'
     )
@@ -126,5 +126,18 @@ def _render(page: sync_pull.PullPage) -> Response:
     return response
 
 
-def _alert_variant(alert) -> tuple:
-    return (alert.location_exact, alert.status)
+def _alert_texts(rendered: http.RenderedCache, page: sync_pull.PullPage) -> str:
+    """Alerts by ref: renderings kept from earlier pages where there are any, the rest loaded
+    (in one query) and rendered now."""
+    keys = [(schemas.Alert, *ref) for ref in page.alerts]
+    found = [rendered.get(key) for key in keys]
+    missing = [ref.id for ref, text in zip(page.alerts, found, strict=True) if text is None]
+    if missing:
+        loaded = page.load_alerts(missing)
+        for index, (ref, text) in enumerate(zip(page.alerts, found, strict=True)):
+            if text is None and ref.id in loaded:
+                alert = loaded[ref.id]
+                found[index] = rendered.text(
+                    schemas.Alert, alert, (alert.location_exact, alert.status)
+                )
+    return ", ".join(text for text in found if text is not None)

@@ -311,7 +311,9 @@ class SyncClient:
         hits = [(alerts[key], distance)
                 for key, distance in index.within(lon=lon, lat=lat, radius_m=radius_m)
                 if key in alerts]
-        return sorted(hits, key=lambda hit: (hit[0]["sent_at"], hit[0]["id"]), reverse=True)
+        hits.sort(key=lambda hit: hit[0]["id"])  # ties: by id, as the server breaks them
+        hits.sort(key=lambda hit: hit[0]["sent_at"], reverse=True)
+        return hits
 
     def tips(self, language: str = FALLBACK_LANGUAGE, category: str | None = None
              ) -> list[dict[str, Any]]:

@@ -17,9 +17,10 @@ longer exists), whatever happened to it meanwhile.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -27,6 +28,7 @@ from sqlalchemy.orm import Session
 from blockwatch import alerts as alert_services
 from blockwatch import groups as group_services
 from blockwatch import tips as tip_services
+from blockwatch.alerts import AlertRef
 from blockwatch.changelog import sync_state
 from blockwatch.checks import check_limit, check_point, check_radius, check_uuid
 from blockwatch.db import Database
@@ -40,9 +42,10 @@ from blockwatch.sync.scope import FALLBACK_LANGUAGE, Area, Scope
 
 __all__ = ["Area", "PullPage", "PullRequest", "Scope", "pull"]
 
-#: Alerts are read as plain rows (every column, no ORM identity map): several times faster to
-#: load, and the views need nothing more.
-_ALERT_COLUMNS = tuple(AlertRow.__table__.columns)
+#: A page names its alerts by ref: these columns are all that takes (the alerts themselves are
+#: loaded only for what the caller has not rendered before).
+_ALERT_COLUMNS = (AlertRow.id, AlertRow.group_id, AlertRow.seq, AlertRow.status,
+                  AlertRow.expires_at, AlertRow.lon)
 MAX_LIMIT = 5000
 DEFAULT_LIMIT = 500
 MAX_HAVE_GROUPS = 10_000
@@ -62,18 +65,29 @@ class PullRequest:
 @dataclass
 class PullPage:
     """One page: entities to upsert and ids to delete, per kind; groups to drop with their
-    alerts; the cursor to store with it; whether to pull again at once; whether to start over."""
+    alerts; the cursor to store with it; whether to pull again at once; whether to start over.
+
+    Alerts come as :class:`AlertRef` (what identifies this reader's view of each): a caller
+    that keeps renderings by ref needs nothing more, and :meth:`load_alerts` gives the others.
+    """
 
     cursor: str
     has_more: bool
     reset: bool
     groups: list[Group] = field(default_factory=list)
     deleted_groups: list[str] = field(default_factory=list)
-    alerts: list[Alert] = field(default_factory=list)
+    alerts: list[AlertRef] = field(default_factory=list)
     deleted_alerts: list[str] = field(default_factory=list)
     tips: list[Tip] = field(default_factory=list)
     deleted_tips: list[str] = field(default_factory=list)
     removed_groups: list[str] = field(default_factory=list)
+
+    loader: Callable[[list[str]], dict[str, Alert]] | None = field(default=None, repr=False)
+
+    def load_alerts(self, ids: list[str]) -> dict[str, Alert]:
+        """The alerts of this page by id, as its reader may see them (read now: an alert that
+        changed since the page was built comes newer, never older)."""
+        return self.loader(ids) if self.loader is not None and ids else {}
 
     @property
     def entity_count(self) -> int:
@@ -101,6 +115,7 @@ def pull(db: Database, actor: Actor, request: PullRequest, now: datetime | None 
         builder.build(fresh=request.cursor is None or reset, reset=reset)
         page = builder.page
         page.reset = reset
+        page.loader = partial(alert_services.views_by_id, db, actor, now=now)
         page.cursor = cursors.sign(builder.position, secret)
         return page
 
@@ -187,11 +202,10 @@ class _Page:
         area = self.request.scope.area
         if area is not None:
             scope.update(self.db.spatial.group_keys_within(area.lon, area.lat, area.radius_m))
-        asked = [check_uuid(value) for value in self.request.scope.group_ids]
-        if asked:
-            scope.update(self.session.scalars(
-                select(GroupRow.id).where(GroupRow.id.in_(asked))
-            ))
+        # Groups named by id count if they exist: the index (current to this page) knows.
+        index = self.db.spatial.groups
+        scope.update(key for key in map(check_uuid, self.request.scope.group_ids)
+                     if key in index)
         return scope
 
     def _held(self, claimed_in_scope: set[str]) -> set[str]:
@@ -221,8 +235,7 @@ class _Page:
         return tuple(sorted(tags))
 
     def _drop_languages(self, wanted: tuple[str, ...]) -> None:
-        """Tips the replica holds that the new languages do not want (sent again on each page
-        of a tip backfill, which is short: deleting twice is harmless)."""
+        """Tips the replica holds that the new languages do not want."""
         if not self.position.languages:
             return
         held = tip_services.language_matcher(self.position.languages)
@@ -231,6 +244,11 @@ class _Page:
         self.page.deleted_tips.extend(
             key for key, language in rows if held(language) and not still_wanted(language)
         )
+        # What is left is what both the old and the new languages want: held from now on, so
+        # the deletions go out once even if the tips to add take several pages.
+        self.position = self.position.but(languages=tuple(
+            tag for tag in self.position.languages if still_wanted(tag)
+        ))
 
     # -- backfill ----------------------------------------------------------------------
     def _backfill_groups(self, pending: list[str]) -> set[str] | None:
@@ -286,7 +304,7 @@ class _Page:
             return done
         finally:
             self.page.alerts.extend(
-                alert_services.views_of(self.session, self.actor, rows_sent, self.now)
+                alert_services.ref_of(self.actor, row, self.now) for row in rows_sent
             )
 
     def _completed(self, key: str) -> None:
@@ -382,7 +400,7 @@ class _Page:
         views = group_services.views(self.db, group_ids, self.session) if group_ids else {}
         self.page.groups.extend(views[key] for key in group_ids if key in views)
         self.page.alerts.extend(
-            alert_services.views_of(self.session, self.actor, alert_rows, self.now)
+            alert_services.ref_of(self.actor, row, self.now) for row in alert_rows
         )
         self.page.tips.extend(tip_services.view(row) for _, kind, row in changes if kind == "tip")
         self.page.deleted_alerts.extend(

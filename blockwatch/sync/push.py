@@ -174,7 +174,8 @@ def _apply(session: Session, actor: Actor, mutation: Mutation, now: datetime
         return MutationResult(number, "conflict", mutation.target_id,
                               version=entity.version if entity else None, entity=entity)
     except DomainError as error:
-        return MutationResult(number, "rejected", _target(mutation), problem=problem_of(error))
+        return MutationResult(number, "rejected", _target(mutation),
+                              problem=problem_of(_under_args(error)))
     except IntegrityError:
         # Only an alert post can lose a race (the same client id from elsewhere, or its group
         # deleted meanwhile): answered as the post itself would be.
@@ -207,6 +208,19 @@ def _applied(session: Session, actor: Actor, mutation: Mutation, now: datetime
         session, actor, mutation.target_id, mutation.changes or {}, mutation.base_version
     )
     return MutationResult(number, "applied", group.id, version=group.version)
+
+
+def _under_args(error: DomainError) -> DomainError:
+    """Field errors named as the push body names them (``args.title``); ``base_version`` sits
+    beside ``args``."""
+    if not isinstance(error, ValidationError) or not error.errors:
+        return error
+    renamed = {
+        (name if name == "base_version" else f"args.{name}"): messages
+        for name, messages in error.errors.items()
+    }
+    detail = "; ".join(f"{name}: {', '.join(messages)}" for name, messages in renamed.items())
+    return ValidationError(detail, renamed)
 
 
 def _target(mutation: Mutation) -> str | None:
