@@ -15,13 +15,20 @@ What this module owns:
   database (``kinto_bench`` by default) created next to the one ``pg_url`` names, dropped and
   recreated at the start of a run and dropped at its end. Auth is basicauth; the settings that
   differ from Kinto's defaults are in :func:`_write_ini` and each says why.
-* **The measurement.** N records are loaded into ``/buckets/b/collections/c`` through
-  ``POST /batch`` (``batch_max_requests`` raised; not timed as part of a pull). Then, for each
-  page size, a full pull the way a Kinto client syncs from scratch:
-  ``GET .../records?_sort=last_modified&_limit=<page>`` on one keep-alive connection,
-  following ``Next-Page`` until there is none, every body read and parsed with ``json.loads``
-  (a client has to). Pulls are interleaved over the page sizes, ``repeats`` rounds after one
-  warm-up pull; the median round counts. Then the no-change pull:
+* **The measurement.** Bucket and collection are created through the API; the N records go
+  into ``/buckets/b/collections/c`` either as a bulk SQL insert of exactly the rows Kinto's
+  own ``POST`` writes (``objects`` row with ``last_modified`` from Kinto's trigger, plus the
+  owner's ``write`` ACE; the default, seconds for 50,000) or through ``POST /v1/batch``
+  (``load="api"``, ``batch_max_requests`` raised; 7 to 25 ms a record on 2 cores, over 20
+  minutes for 50,000). ``VACUUM (ANALYZE)`` follows, so autovacuum does not start during a
+  pull; none of this is timed as a pull. Then, for each page size, a full pull the way a
+  Kinto client syncs from scratch: ``GET .../records?_sort=last_modified&_limit=<page>`` on
+  one keep-alive connection, following ``Next-Page`` until there is none, every body read and
+  parsed with ``json.loads`` (a client has to), every record id counted. Pulls are
+  interleaved over the page sizes, ``repeats`` rounds after one warm-up pull; per page size
+  the median pull is reported, with the server's own time for it (the sum of its requests'
+  ``t``, below).
+  Then the no-change pull:
   ``?_since=<collection ETag>&_sort=last_modified&_limit=<largest page>``, which must answer
   0 records, timed by the client (best of many) and by the server (the ``t`` field of Kinto's
   ``request.summary`` log line, in whole milliseconds).
@@ -85,6 +92,7 @@ RECORDS_PATH = f"/v1/buckets/{BUCKET}/collections/{COLLECTION}/records"
 USER, PASSWORD = "bench", "bench"
 BATCH_SIZE = 500  # sub-requests per POST /batch; kinto.batch_max_requests is set to this
 NO_CHANGE_RUNS = 30
+_NO_CHANGE_AGENT = "kinto-peer no-change"
 _SPEC_STAMP = ".bench-pip-spec"
 
 
@@ -95,9 +103,7 @@ def _venv_bin(venv: Path, name: str) -> Path:
     return venv / "bin" / name
 
 
-def ensure_venv(
-    venv: Path = VENV_DIR, python: str = sys.executable, *, quiet: bool = False
-) -> Path:
+def ensure_venv(venv: Path = VENV_DIR, python: str = sys.executable) -> Path:
     """Create ``venv`` with ``KINTO_PIP_SPEC`` installed unless it is already there; return it.
 
     The venv is rebuilt in place (``pip install`` of the spec) when it was made from another
@@ -110,16 +116,14 @@ def ensure_venv(
     kinto = _venv_bin(venv, "kinto")
     if kinto.exists() and stamp.exists() and stamp.read_text() == wanted:
         return venv
-    out = subprocess.DEVNULL if quiet else None
     if not _venv_bin(venv, "python").exists():
         _log(f"creating {venv}")
-        subprocess.run([python, "-m", "venv", str(venv)], check=True, stdout=out)
+        subprocess.run([python, "-m", "venv", str(venv)], check=True)
     _log(f"installing {' '.join(KINTO_PIP_SPEC)} into {venv}")
     subprocess.run(
         [str(_venv_bin(venv, "python")), "-m", "pip", "install", "--quiet",
          "--disable-pip-version-check", *KINTO_PIP_SPEC],
         check=True,
-        stdout=out,
     )
     stamp.write_text(wanted)
     return venv
@@ -143,6 +147,17 @@ cur.execute('DROP DATABASE IF EXISTS "%s"' % name)
 if create:
     cur.execute("CREATE DATABASE \\"%s\\" ENCODING 'UTF8' TEMPLATE template0" % name)
     cur.execute("ALTER DATABASE \\"%s\\" SET TIMEZONE TO 'UTC'" % name)
+conn.close()
+"""
+
+
+# After loading: what autovacuum would have done to a long-lived table (visibility map, hint
+# bits, planner statistics), so that it does not start in the middle of a timed pull.
+_VACUUM_SCRIPT = """
+import sys, psycopg2
+conn = psycopg2.connect(sys.argv[1])
+conn.autocommit = True
+conn.cursor().execute("VACUUM (ANALYZE) objects, timestamps, access_control_entries")
 conn.close()
 """
 
@@ -326,28 +341,84 @@ class _Client:
         self.conn.close()
 
 
-def _load(port: int, records: Sequence[dict[str, Any]]) -> None:
-    client = _Client(port, "kinto-peer load")
-    try:
-        for method, path in (
-            ("PUT", f"/v1/buckets/{BUCKET}"),
-            ("PUT", f"/v1/buckets/{BUCKET}/collections/{COLLECTION}"),
-        ):
-            status, _, data = client.request(method, path, {"data": {}})
-            if status not in (200, 201):
-                raise RuntimeError(f"{method} {path}: {status} {data[:500]!r}")
-        defaults = {"method": "POST", "path": RECORDS_PATH.removeprefix("/v1")}
-        for start in range(0, len(records), BATCH_SIZE):
-            chunk = records[start : start + BATCH_SIZE]
-            body = {"defaults": defaults, "requests": [{"body": {"data": r}} for r in chunk]}
-            status, _, data = client.request("POST", "/v1/batch", body)
-            if status != 200:
-                raise RuntimeError(f"POST /v1/batch: {status} {data[:500]!r}")
-            bad = [r["status"] for r in json.loads(data)["responses"] if r["status"] != 201]
-            if bad:
-                raise RuntimeError(f"POST /v1/batch: sub-request statuses {sorted(set(bad))}")
-    finally:
-        client.close()
+def _create_collection(client: _Client) -> str:
+    """Create bucket and collection through the API; return the bench user's principal."""
+    for method, path in (
+        ("PUT", f"/v1/buckets/{BUCKET}"),
+        ("PUT", f"/v1/buckets/{BUCKET}/collections/{COLLECTION}"),
+    ):
+        status, _, data = client.request(method, path, {"data": {}})
+        if status not in (200, 201):
+            raise RuntimeError(f"{method} {path}: {status} {data[:500]!r}")
+    _, _, hello = client.request("GET", "/v1/")
+    return json.loads(hello)["user"]["id"]
+
+
+def _load_api(client: _Client, records: Sequence[dict[str, Any]]) -> None:
+    """``POST /v1/batch`` of ``BATCH_SIZE`` record creations at a time (7 to 25 ms a record
+    on 2 cores: Kinto runs each sub-request through the whole Pyramid stack)."""
+    defaults = {"method": "POST", "path": RECORDS_PATH.removeprefix("/v1")}
+    for start in range(0, len(records), BATCH_SIZE):
+        chunk = records[start : start + BATCH_SIZE]
+        body = {"defaults": defaults, "requests": [{"body": {"data": r}} for r in chunk]}
+        status, _, data = client.request("POST", "/v1/batch", body)
+        if status != 200:
+            raise RuntimeError(f"POST /v1/batch: {status} {data[:500]!r}")
+        bad = [r["status"] for r in json.loads(data)["responses"] if r["status"] != 201]
+        if bad:
+            raise RuntimeError(f"POST /v1/batch: sub-request statuses {sorted(set(bad))}")
+
+
+# The rows Kinto's own POST writes (kinto.core.storage.postgresql ``create`` and the permission
+# backend's owner ACE), in bulk: ``last_modified`` is left to Kinto's ``bump_timestamp``
+# trigger, as in Kinto. Run with the Kinto venv's Python (psycopg2); argv: url, parent, owner,
+# JSON-lines file.
+_LOAD_SQL_SCRIPT = """
+import json, sys, uuid
+import psycopg2
+from psycopg2.extras import execute_values
+url, parent, owner, path = sys.argv[1:5]
+objects, aces = [], []
+with open(path) as lines:
+    for line in lines:
+        data = json.loads(line)
+        object_id = str(data.pop("id", None) or uuid.uuid4())
+        data.pop("last_modified", None)
+        objects.append((object_id, parent, json.dumps(data)))
+        aces.append((parent + "/records/" + object_id, "write", owner))
+conn = psycopg2.connect(url)
+with conn, conn.cursor() as cur:
+    execute_values(
+        cur,
+        "INSERT INTO objects (id, parent_id, resource_name, data, deleted) VALUES %s",
+        objects,
+        template="(%s, %s, 'record', %s::jsonb, FALSE)",
+        page_size=1000,
+    )
+    execute_values(
+        cur,
+        "INSERT INTO access_control_entries (object_id, permission, principal) VALUES %s",
+        aces,
+        page_size=1000,
+    )
+conn.close()
+"""
+
+
+def _load_sql(
+    venv: Path, storage_url: str, owner: str, records: Sequence[dict[str, Any]], tmp: Path
+) -> None:
+    path = tmp / "records.jsonl"
+    with path.open("w") as out:
+        for record in records:
+            out.write(json.dumps(record, separators=(",", ":"), default=_json_default) + "\n")
+    parent = f"/buckets/{BUCKET}/collections/{COLLECTION}"
+    subprocess.run(
+        [str(_venv_bin(venv, "python")), "-c", _LOAD_SQL_SCRIPT, storage_url, parent, owner,
+         str(path)],
+        check=True,
+    )
+    path.unlink()
 
 
 def _records_url(limit: int, since: str | None = None) -> str:
@@ -391,6 +462,7 @@ def _pull(port: int, page: int, agent: str) -> dict[str, Any]:
         "bodies": bodies,
         "etag": (etag or "").strip('"'),
         "content_encoding": sorted(encodings),
+        "agent": agent,
     }
 
 
@@ -421,6 +493,7 @@ def measure_kinto(
     pg_url: str = DEFAULT_PG_URL,
     *,
     repeats: int = 3,
+    load: str = "sql",
     db_name: str = DEFAULT_DB_NAME,
     venv: Path = VENV_DIR,
 ) -> dict:
@@ -428,28 +501,34 @@ def measure_kinto(
 
     ``pg_url`` names a database to connect to as an administrator; Kinto gets its own
     database ``db_name`` on the same server (dropped and recreated here, dropped at the end).
-    Each record is sent as it is (``id`` should be a UUID string; datetimes and UUIDs are
-    sent as strings). Returns::
+    Each record is stored as it is (``id`` should be a UUID string; datetimes and UUIDs go as
+    strings). ``load="sql"`` bulk-inserts the rows Kinto's POST would write (seconds);
+    ``load="api"`` goes through ``POST /v1/batch`` (7 to 25 ms a record here). Each page size
+    is pulled ``repeats`` times, interleaved; the median pull is reported. Returns::
 
-        {"version": "26.5.0", "records": n, "server": "...", "setup_seconds": ...,
-         "load_seconds": ..., "content_encoding": ["identity"],
-         "pulls": {page_size: {"records_per_s", "seconds", "server_seconds", "requests",
-                               "bytes_per_record", "gzip_bytes_per_record"}},
+        {"version": "26.5.0", "records": n, "server": "...", "load": "sql",
+         "setup_seconds": ..., "load_seconds": ..., "content_encoding": ["identity"],
+         "pulls": {page_size: {"records_per_s", "seconds", "seconds_all", "server_seconds",
+                               "requests", "bytes_per_record", "gzip_bytes_per_record"}},
          "no_change_ms": best client ms, "no_change_median_ms": ...,
-         "no_change_server_ms": median of the server's whole-ms ``t``}
+         "no_change_server_ms": median of the server's own whole-ms timings}
     """
     if not records:
         raise ValueError("measure_kinto needs at least one record")
+    if load not in ("sql", "api"):
+        raise ValueError(f"load must be 'sql' or 'api', not {load!r}")
     page_sizes = sorted(set(page_sizes))
     started = time.perf_counter()
     venv = ensure_venv(Path(venv))
     setup_seconds = time.perf_counter() - started
 
+    storage_url = _database_url(pg_url, db_name)
     _reset_database(venv, pg_url, db_name, create=True)
     try:
-        with tempfile.TemporaryDirectory(prefix="kinto-peer-") as tmp:
-            ini = Path(tmp) / "kinto.ini"
-            _write_ini(ini, _database_url(pg_url, db_name), max(page_sizes))
+        with tempfile.TemporaryDirectory(prefix="kinto-peer-") as tmp_name:
+            tmp = Path(tmp_name)
+            ini = tmp / "kinto.ini"
+            _write_ini(ini, storage_url, max(page_sizes))
             migrate = subprocess.run(
                 [str(_venv_bin(venv, "kinto")), "migrate", "--ini", str(ini)],
                 capture_output=True,
@@ -457,69 +536,77 @@ def measure_kinto(
             )
             if migrate.returncode:
                 raise RuntimeError(f"kinto migrate failed:\n{migrate.stdout}{migrate.stderr}")
-            server = _Server(venv, ini, Path(tmp) / "kinto.log")
+            server = _Server(venv, ini, tmp / "kinto.log")
             try:
                 server.wait_ready()
-                result = _measure(server, records, page_sizes, repeats)
+                client = _Client(server.port, "kinto-peer setup")
+                try:
+                    _, _, hello = client.request("GET", "/v1/")
+                    owner = _create_collection(client)
+                    started = time.perf_counter()
+                    if load == "api":
+                        _load_api(client, records)
+                    else:
+                        _load_sql(venv, storage_url, owner, records, tmp)
+                    load_seconds = time.perf_counter() - started
+                    subprocess.run(
+                        [str(_venv_bin(venv, "python")), "-c", _VACUUM_SCRIPT, storage_url],
+                        check=True,
+                    )
+                finally:
+                    client.close()
+                _log(f"loaded {len(records)} records ({load}) in {load_seconds:.1f}s")
+                result = _measure(server.port, len(records), page_sizes, repeats)
             finally:
                 server.stop()
-            result["setup_seconds"] = round(setup_seconds, 2)
-            result.update(_server_times(server.log_path, page_sizes, repeats, result))
-            return result
+            _add_server_times(result, server.log_path)
     finally:
         _reset_database(venv, pg_url, db_name, create=False)
+    return {
+        "version": json.loads(hello)["project_version"],
+        "records": len(records),
+        "server": "kinto start (pserve + waitress, 1 process, 4 threads); PostgreSQL storage, "
+        "permission and cache; basicauth",
+        "load": load,
+        "setup_seconds": round(setup_seconds, 2),
+        "load_seconds": round(load_seconds, 2),
+        **result,
+    }
 
 
-def _measure(
-    server: _Server, records: list[dict], page_sizes: list[int], repeats: int
-) -> dict[str, Any]:
-    client = _Client(server.port, "kinto-peer hello")
-    try:
-        _, _, hello = client.request("GET", "/v1/")
-    finally:
-        client.close()
-    version = json.loads(hello)["project_version"]
-
-    started = time.perf_counter()
-    _load(server.port, records)
-    load_seconds = time.perf_counter() - started
-    _log(f"loaded {len(records)} records in {load_seconds:.1f}s")
-
-    warm = _pull(server.port, max(page_sizes), "kinto-peer warm-up")
-    if warm["records"] != len(records):
-        raise RuntimeError(f"pulled {warm['records']} of {len(records)} records")
+def _measure(port: int, n: int, page_sizes: list[int], repeats: int) -> dict[str, Any]:
+    warm = _pull(port, max(page_sizes), "kinto-peer warm-up")
+    if warm["records"] != n:
+        raise RuntimeError(f"pulled {warm['records']} of {n} records")
     runs: dict[int, list[dict[str, Any]]] = {p: [] for p in page_sizes}
     for round_no in range(repeats):
         for page in page_sizes:
-            run = _pull(server.port, page, f"kinto-peer pull {page} {round_no}")
-            if run["records"] != len(records):
-                raise RuntimeError(f"page {page}: pulled {run['records']} of {len(records)}")
+            run = _pull(port, page, f"kinto-peer pull {page} {round_no}")
+            if run["records"] != n:
+                raise RuntimeError(f"page {page}: pulled {run['records']} of {n} records")
             _log(f"page {page:>5} round {round_no}: {run['seconds']:.2f}s, {run['requests']} GETs")
+            if round_no:  # the same pages every round: the first round's bodies are enough
+                del run["bodies"]
             runs[page].append(run)
 
     pulls = {}
     encodings: set[str] = set()
     for page, page_runs in runs.items():
         median = sorted(page_runs, key=lambda r: r["seconds"])[len(page_runs) // 2]
-        gz = sum(len(gzip.compress(b, compresslevel=6)) for b in median["bodies"])
+        gz = sum(len(gzip.compress(b, compresslevel=6)) for b in page_runs[0]["bodies"])
         encodings.update(*(r["content_encoding"] for r in page_runs))
         pulls[page] = {
-            "records_per_s": round(len(records) / median["seconds"]),
+            "records_per_s": round(n / median["seconds"]),
             "seconds": round(median["seconds"], 3),
             "seconds_all": [round(r["seconds"], 3) for r in page_runs],
             "requests": median["requests"],
-            "bytes_per_record": round(median["bytes"] / len(records), 1),
-            "gzip_bytes_per_record": round(gz / len(records), 1),
+            "bytes_per_record": round(median["bytes"] / n, 1),
+            "gzip_bytes_per_record": round(gz / n, 1),
+            "_agent": median["agent"],
         }
 
-    times = _no_change(server.port, warm["etag"], max(page_sizes), NO_CHANGE_RUNS,
-                       "kinto-peer no-change")
+    times = _no_change(port, warm["etag"], max(page_sizes), NO_CHANGE_RUNS, _NO_CHANGE_AGENT)
     return {
-        "version": version,
-        "records": len(records),
-        "server": "kinto start (pserve + waitress, 1 process, 4 threads); PostgreSQL storage, "
-        "permission and cache; basicauth",
-        "load_seconds": round(load_seconds, 2),
         "content_encoding": sorted(encodings),
         "pulls": pulls,
         "no_change_ms": round(min(times) * 1000, 2),
@@ -527,19 +614,16 @@ def _measure(
     }
 
 
-def _server_times(
-    log_path: Path, page_sizes: list[int], repeats: int, result: dict[str, Any]
-) -> dict[str, Any]:
-    """Server-side times from ``request.summary``: each pull's sum of ``t``, the no-change
-    median. Added to ``result["pulls"]`` (the median round's sum) in place."""
+def _add_server_times(result: dict[str, Any], log_path: Path) -> None:
+    """Server-side times from Kinto's ``request.summary`` log lines (``t``, whole ms): each
+    reported pull's sum, and the no-change pulls' median. ``User-Agent`` tells them apart."""
     per_agent: dict[str, list[int]] = {}
     for fields in _summaries(log_path):
         per_agent.setdefault(fields.get("agent") or "", []).append(int(fields.get("t", -1)))
-    for page in page_sizes:
-        sums = [sum(per_agent.get(f"kinto-peer pull {page} {r}", [])) for r in range(repeats)]
-        result["pulls"][page]["server_seconds"] = round(statistics.median(sums) / 1000, 3)
-    no_change = per_agent.get("kinto-peer no-change", [])
-    return {"no_change_server_ms": statistics.median(no_change) if no_change else None}
+    for pull in result["pulls"].values():
+        pull["server_seconds"] = round(sum(per_agent.get(pull.pop("_agent"), [])) / 1000, 3)
+    no_change = per_agent.get(_NO_CHANGE_AGENT, [])
+    result["no_change_server_ms"] = statistics.median(no_change) if no_change else None
 
 
 # --- the standalone -------------------------------------------------------------------------
@@ -601,7 +685,7 @@ def format_table(result: dict) -> str:
     """The result of :func:`measure_kinto` as a Markdown table plus a few lines."""
     lines = [
         f"Kinto {result['version']}, {result['records']} records; {result['server']}",
-        f"setup {result['setup_seconds']}s, load {result['load_seconds']}s; "
+        f"setup {result['setup_seconds']}s, load ({result['load']}) {result['load_seconds']}s; "
         f"Content-Encoding {'/'.join(result['content_encoding'])}",
         "",
         "| page | requests | seconds | server s | records/s | bytes/record | gzip bytes/record |",
@@ -635,6 +719,10 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated, default %(default)s",
     )
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--load", choices=("sql", "api"), default="sql",
+        help="bulk SQL insert of Kinto's rows (default) or POST /v1/batch",
+    )
     parser.add_argument("--pg-url", default=DEFAULT_PG_URL)
     parser.add_argument("--db-name", default=DEFAULT_DB_NAME)
     parser.add_argument("--json", action="store_true", help="print the result dict as JSON")
@@ -650,6 +738,7 @@ def main(argv: list[str] | None = None) -> int:
         [int(p) for p in args.page_sizes.split(",")],
         args.pg_url,
         repeats=args.repeats,
+        load=args.load,
         db_name=args.db_name,
         venv=args.venv,
     )
