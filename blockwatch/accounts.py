@@ -97,7 +97,8 @@ def _set_membership(session, account_id: str, group_id: str, role: str, demote: 
     if role not in ROLES:
         raise ValidationError.field("role", f"must be one of {', '.join(ROLES)}")
     group_id = existing_id(group_id, "group")
-    group = session.get(Group, group_id)
+    # Rows first, the change counter last (see blockwatch.changelog): no deadlock with edits.
+    group = session.get(Group, group_id, with_for_update=True)
     if group is None:
         raise NotFound(f"no group {group_id}")
     membership = session.get(Membership, (account_id, group_id))

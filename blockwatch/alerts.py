@@ -92,7 +92,14 @@ def post_alert_in(
         if session.get(Group, group_id) is None:
             raise NotFound(f"no group {group_id}")
         raise Forbidden("only the group's coordinators and admins may post alerts in it")
-    # The group's existence is left to its foreign key: one query less on the hot path.
+    # Rows first, the change counter last (see blockwatch.changelog): the new alert's foreign
+    # key would share-lock the group row only at insert, after the counter, and an edit of the
+    # group (row, then counter) would deadlock with it. Taken first, it also says whether the
+    # group exists.
+    if session.scalar(
+        select(Group.id).where(Group.id == group_id).with_for_update(key_share=True)
+    ) is None:
+        raise NotFound(f"no group {group_id}")
     lon, lat = draft.location if draft.location is not None else (None, None)
     row = AlertRow(
         id=alert_id, group_id=group_id, category=draft.category,
@@ -151,9 +158,10 @@ def expire_alerts(db: Database, now: datetime | None = None) -> int:
     it; returns how many. Reads treat them as expired whether or not this has run."""
     now = now or datetime.now(UTC)
     with db.write() as session:
+        # Rows first, the change counter last (see blockwatch.changelog).
         rows = session.scalars(
             select(AlertRow).where(AlertRow.status == "active", AlertRow.expires_at <= now)
-            .order_by(AlertRow.id)
+            .order_by(AlertRow.id).with_for_update()
         ).all()
         for row in rows:
             row.status, row.updated_at = "expired", now

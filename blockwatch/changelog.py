@@ -6,6 +6,11 @@ that row's lock makes writers queue from the moment they stamp until they commit
 ``BEGIN IMMEDIATE`` already lets one writer in at a time. Either way numbers become visible in
 commit order, so a reader that has seen ``seq`` 11 will never later find a 10 it missed.
 
+Lock order: a writer locks the rows it changes (``FOR UPDATE``, or ``FOR KEY SHARE`` on a
+group it adds an alert to) *before* it takes the counter, which it takes last. Every writer
+waits on the counter, so one that took the counter and then waited for a row another writer
+holds while that one waits for the counter would deadlock.
+
 ``changes_since`` is the one way to read the log; deletes appear as tombstones until
 ``purge_tombstones`` moves the horizon past them.
 """

@@ -252,7 +252,8 @@ def delete_group(db: Database, actor: Actor, group_id: str) -> None:
     _require_admin(actor)
     group_id = existing_id(group_id, "group")
     with db.write() as session:
-        row = session.get(GroupRow, group_id)
+        # Rows first, the change counter last (see blockwatch.changelog).
+        row = session.get(GroupRow, group_id, with_for_update=True)
         if row is None:
             raise NotFound(f"no group {group_id}")
         alert_ids = session.scalars(select(Alert.id).where(Alert.group_id == group_id)).all()

@@ -31,7 +31,8 @@ class Cursor:
     ``seq``: every change up to it is reflected for the groups the replica holds completely.
     ``group``/``after_alert``: a group being backfilled (its row sent once ``after_alert`` is
     not None; its alerts sent up to that id). ``languages``: tip languages held;
-    ``tip_languages``/``after_tip``: a tip backfill under way. ``account``/``admin``/``exact``:
+    ``tip_languages``/``after_tip``: a tip backfill under way (``after_dropped_tip``: how far
+    the deletions of a language change have gone). ``account``/``admin``/``exact``:
     whom the replica was filled for, and the groups whose alerts it holds with exact locations.
     """
 
@@ -43,6 +44,7 @@ class Cursor:
     languages: tuple[str, ...] = ()
     tip_languages: tuple[str, ...] = ()
     after_tip: str | None = None
+    after_dropped_tip: str | None = None
     account: str | None = None
     admin: bool = False
     exact: tuple[str, ...] = field(default=())
@@ -61,8 +63,9 @@ def sign(cursor: Cursor, secret: str) -> str:
     payload = {
         "s": cursor.server_id, "v": cursor.schema_version, "q": cursor.seq,
         "g": cursor.group, "ga": cursor.after_alert, "l": list(cursor.languages),
-        "tl": list(cursor.tip_languages), "ta": cursor.after_tip, "u": cursor.account,
-        "a": cursor.admin, "x": list(cursor.exact),
+        "tl": list(cursor.tip_languages), "ta": cursor.after_tip,
+        "td": cursor.after_dropped_tip, "u": cursor.account, "a": cursor.admin,
+        "x": list(cursor.exact),
     }
     return _serializer(secret).dumps(payload)
 
@@ -89,6 +92,7 @@ def read(text: str, secret: str, server_id: str) -> Cursor | None:
             server_id=payload["s"], seq=int(payload["q"]), schema_version=payload["v"],
             group=payload["g"], after_alert=payload["ga"], languages=tuple(payload["l"]),
             tip_languages=tuple(payload["tl"]), after_tip=payload["ta"],
+            after_dropped_tip=payload["td"],
             account=payload["u"], admin=bool(payload["a"]), exact=tuple(payload["x"]),
         )
     except (KeyError, TypeError, ValueError) as error:  # signed by us but of an older layout

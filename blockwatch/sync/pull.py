@@ -176,8 +176,10 @@ class _Page:
     def build(self, fresh: bool, reset: bool) -> None:
         scope = self._scope_groups()
         claimed = set(self.request.have_groups)
-        if not reset:  # a replica that starts over is cleared by the client itself
-            self._drop_out_of_scope(claimed - scope)
+        # A replica that starts over is cleared by the client itself.
+        if not reset and not self._drop_out_of_scope(claimed - scope):
+            self.page.has_more = True  # more groups to drop than the page holds
+            return
         held = set() if fresh else self._held(claimed & scope)
         pending = sorted(scope - held)
         if self.position.group in pending:  # finish the group under way first
@@ -187,8 +189,9 @@ class _Page:
             self.position = self.position.but(group=None, after_alert=None)
         wanted = self._wanted_languages()
         languages_change = wanted != self.position.languages
-        if languages_change:
-            self._drop_languages(wanted)
+        if languages_change and not self._drop_languages(wanted):
+            self.page.has_more = True
+            return
         if pending or languages_change:
             done_groups = self._backfill_groups(pending)
             if done_groups is None or not self._backfill_tips(wanted):
@@ -217,38 +220,56 @@ class _Page:
             held = {key for key in held if (key in exact) == (key in self.actor.roles)}
         return held
 
-    def _drop_out_of_scope(self, gone: set[str]) -> None:
+    def _drop_out_of_scope(self, gone: set[str]) -> bool:
+        """Held groups out of scope: removed, or deleted if they no longer exist, as many as
+        the page holds (the rest on the next page: they are still held then). False when some
+        are left."""
         if not gone:
-            return
-        existing = set(self.session.scalars(
-            select(GroupRow.id).where(GroupRow.id.in_(sorted(gone)))
-        ))
-        self.page.removed_groups = sorted(gone & existing)
-        self.page.deleted_groups = sorted(gone - existing)
+            return True
+        dropped = sorted(gone)[: self.room]
+        existing = set(self.session.scalars(select(GroupRow.id).where(GroupRow.id.in_(dropped))))
+        self.page.removed_groups = [key for key in dropped if key in existing]
+        self.page.deleted_groups = [key for key in dropped if key not in existing]
+        self.room -= len(dropped)
         self.position = self.position.but(
-            exact=tuple(key for key in self.position.exact if key not in gone)
+            exact=tuple(key for key in self.position.exact if key not in dropped)
         )
+        return len(dropped) == len(gone)
 
     def _wanted_languages(self) -> tuple[str, ...]:
         tags = {tip_services.normalise_language(tag) for tag in self.request.scope.languages}
         tags.add(FALLBACK_LANGUAGE)
         return tuple(sorted(tags))
 
-    def _drop_languages(self, wanted: tuple[str, ...]) -> None:
-        """Tips the replica holds that the new languages do not want."""
+    def _drop_languages(self, wanted: tuple[str, ...]) -> bool:
+        """Tips the replica holds that the new languages do not want, by id, as many as the
+        page holds; False when some are left for the next page."""
         if not self.position.languages:
-            return
+            return True
+        if self.position.tip_languages != wanted:  # deletions towards another language set
+            self.position = self.position.but(
+                tip_languages=wanted, after_tip=None, after_dropped_tip=None
+            )
         held = tip_services.language_matcher(self.position.languages)
         still_wanted = tip_services.language_matcher(wanted)
-        rows = self.session.execute(select(SafetyTip.id, SafetyTip.language)).all()
-        self.page.deleted_tips.extend(
-            key for key, language in rows if held(language) and not still_wanted(language)
-        )
+        query = select(SafetyTip.id, SafetyTip.language).order_by(SafetyTip.id)
+        if self.position.after_dropped_tip is not None:
+            query = query.where(SafetyTip.id > self.position.after_dropped_tip)
+        dropped = [key for key, language in self.session.execute(query)
+                   if held(language) and not still_wanted(language)]
+        sent = dropped[: self.room]
+        self.page.deleted_tips.extend(sent)
+        self.room -= len(sent)
+        if len(sent) < len(dropped):
+            self.position = self.position.but(after_dropped_tip=sent[-1] if sent else
+                                              self.position.after_dropped_tip)
+            return False
         # What is left is what both the old and the new languages want: held from now on, so
         # the deletions go out once even if the tips to add take several pages.
-        self.position = self.position.but(languages=tuple(
+        self.position = self.position.but(after_dropped_tip=None, languages=tuple(
             tag for tag in self.position.languages if still_wanted(tag)
         ))
+        return True
 
     # -- backfill ----------------------------------------------------------------------
     def _backfill_groups(self, pending: list[str]) -> set[str] | None:
