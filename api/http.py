@@ -20,7 +20,9 @@ from blockwatch.db import Database
 from blockwatch.domain import Actor, NotAuthenticated
 
 _SCHEMAS: dict[type[Schema], Schema] = {}
-_SUSPECT_ESCAPE = re.compile(rb"\\u(0000|[dD][89a-fA-F])")
+# A NUL or a surrogate spelled as a JSON escape, or a surrogate as raw (CESU-style) bytes, which
+# json.loads lets through.
+_SUSPECT_ESCAPE = re.compile(rb"\\u(0000|[dD][89a-fA-F])|\xed[\xa0-\xbf]")
 # If-Match compares strongly (RFC 9110): a weak W/ tag, or anything but our version, is refused.
 _STRONG_VERSION_TAG = re.compile(r'"([0-9]{1,18})"', re.ASCII)
 
@@ -70,8 +72,8 @@ def body(cls: type[Schema]) -> dict[str, Any]:
         raise BadRequest(f"the body is not valid JSON: {error}") from error
     if not isinstance(document, dict):
         raise BadRequest("the body must be a JSON object")
-    # Parsed JSON can hold a NUL or a lone surrogate only through a \u escape: a body without
-    # one (nearly every body) needs no walk through its strings.
+    # Parsed JSON can hold a NUL or a lone surrogate only through a \u escape or a surrogate's
+    # own bytes: a body without either (nearly every body) needs no walk through its strings.
     if _SUSPECT_ESCAPE.search(raw):
         _check_text(document, "")
     return schema(cls).load(document)
