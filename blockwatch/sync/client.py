@@ -1,12 +1,13 @@
 """The Python sync client: a local replica of a scope, an outbox that works offline, and the
 HTTP conversation of SYNC.md (push, then pull until ``has_more`` is false).
 
->>> client = SyncClient("https://blockwatch.example", "replica.db", token="...",
-...                     scope=Scope(area=Area(lon=-122.32, lat=47.62, radius_m=3000)))
-... # doctest: +SKIP
->>> client.post_alert(group_id, "burglary", "Break-in on 12th Ave")  # doctest: +SKIP
->>> client.sync()  # doctest: +SKIP
->>> client.alerts_near(lat=47.62, lon=-122.32, radius_m=1000)  # doctest: +SKIP
+Use::
+
+    client = SyncClient("https://blockwatch.example", "replica.db", token="...",
+                        scope=Scope(area=Area(lon=-122.32, lat=47.62, radius_m=3000)))
+    client.post_alert(group_id, "burglary", "Break-in on 12th Ave")  # works offline
+    client.sync()                                    # push the outbox, then pull every page
+    client.alerts_near(lat=47.62, lon=-122.32, radius_m=1000)
 
 Network errors, 5xx and 429 are retried with exponential backoff and jitter (``Retry-After``
 honoured); anything else the server refuses raises :class:`SyncError` with its problem.
