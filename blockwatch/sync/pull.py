@@ -11,7 +11,8 @@ oldest first, up to ``limit``; ``seq`` then moves to the last change sent (or to
 Entities are always read as they are now, never older than the cursor claims; a change sent
 twice is the same upsert twice. Scope changes are found by comparing states, not by replaying
 history: a held group out of scope is in ``removed_groups`` (or ``groups.deleted`` when it no
-longer exists), whatever happened to it meanwhile.
+longer exists), whatever happened to it meanwhile. Everything a page lists counts against its
+``limit``, removals included.
 """
 
 from __future__ import annotations
@@ -88,12 +89,6 @@ class PullPage:
         """The alerts of this page by id, as its reader may see them (read now: an alert that
         changed since the page was built comes newer, never older)."""
         return self.loader(ids) if self.loader is not None and ids else {}
-
-    @property
-    def entity_count(self) -> int:
-        """Entities in the page, as ``limit`` counts them (upserts and log deletions)."""
-        return (len(self.groups) + len(self.alerts) + len(self.tips)
-                + len(self.deleted_alerts) + len(self.deleted_tips))
 
 
 def pull(db: Database, actor: Actor, request: PullRequest, now: datetime | None = None
