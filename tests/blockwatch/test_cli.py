@@ -129,3 +129,43 @@ def test_revoke_token(run, database_url):
     with pytest.raises(accounts.NotAuthenticated):
         accounts.authenticate(db, token)
     db.dispose()
+
+
+def test_purge_tombstones_moves_the_horizon_and_forgets_old_push_results(run, database_url):
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import update
+
+    from blockwatch import groups
+    from blockwatch.domain import OPERATOR
+    from blockwatch.models import SyncMutation, SyncState, Tombstone
+    from blockwatch.sync.push import Mutation, push
+    from tests.blockwatch.factories import group
+
+    db = Database(database_url, Settings(database_url=database_url))
+    doomed, kept = group(db), group(db, name="Kept")
+    groups.delete_group(db, OPERATOR, doomed.id)
+    actor = accounts.actor_for(db, accounts.ensure_account(db, "Pusher", is_admin=True))
+    client_id = "6f1c9a53-2a4e-4f5e-9d7c-1b4c6a0e9b21"
+    first = push(db, actor, client_id, [Mutation(
+        1, "group.update", kept.id, changes={"name": "Kept!"}, base_version=kept.version,
+    )])
+    assert first.results[0].status == "applied"
+    long_ago = datetime.now(UTC) - timedelta(days=91)
+    with db.write() as session:  # both happened more than 90 days ago
+        session.execute(update(Tombstone).values(deleted_at=long_ago))
+        session.execute(update(SyncMutation).values(applied_at=long_ago))
+    result = run("purge-tombstones")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("1 tombstone(s) older than 90 days purged")
+    assert "1 pushed mutation result(s)" in result.stdout
+    with db.read() as session:
+        horizon = session.get(SyncState, 1).purged_through_seq
+    assert horizon > 0  # cursors from before the delete now get a reset
+    replay = push(db, actor, client_id, [Mutation(
+        1, "group.update", kept.id, changes={"name": "Kept!"}, base_version=kept.version,
+    )])
+    # Still never applied twice; only its first result is forgotten.
+    assert (replay.results[0].status, replay.results[0].original_status) == ("duplicate", None)
+    assert groups.get_group(db, kept.id).name == "Kept!"
+    db.dispose()
