@@ -186,6 +186,21 @@ class LatLon(Schema):
         return data["lon"], data["lat"]
 
 
+class PointOut(fields.Nested):
+    """A ``(lon, lat)`` pair written as :class:`LatLon` describes it, without a nested schema
+    pass per object (alerts are rendered by the thousand in a sync page); documented as
+    ``LatLon``."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(LatLon, **kwargs)
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        if value is None:
+            return None
+        lon, lat = value
+        return {"lat": lat, "lon": lon}
+
+
 class GeoJSONGeometry(fields.Dict):
     """A GeoJSON geometry object (RFC 7946); checked by the service, which names the problem.
     Shapely geometries are written as RFC 7946 GeoJSON."""
@@ -232,7 +247,7 @@ class Group(Output):
     name = fields.String()
     description = fields.String()
     boundary = GeoJSONGeometry()
-    centroid = fields.Nested(LatLon)
+    centroid = PointOut()
     bbox = fields.List(fields.Float(), metadata={
         "description": "[min_lon, min_lat, max_lon, max_lat]"})
     area_m2 = fields.Float()
@@ -320,6 +335,18 @@ class Author(Output):
     display_name = fields.String()
 
 
+class AuthorOut(fields.Nested):
+    """An alert's author as :class:`Author` describes it, without a nested schema pass."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(Author, **kwargs)
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        if value is None:
+            return None
+        return {"id": value.id, "display_name": value.display_name}
+
+
 class Alert(Output):
     id = fields.String(metadata={"format": "uuid"})
     group_id = fields.String(metadata={"format": "uuid"})
@@ -329,7 +356,7 @@ class Alert(Output):
     certainty = fields.String(validate=validate.OneOf(CERTAINTIES))
     title = fields.String()
     body = fields.String()
-    location = fields.Nested(LatLon, allow_none=True)
+    location = PointOut(allow_none=True)
     location_precision = fields.String(
         validate=validate.OneOf(["exact", "approximate"]),
         metadata={"description": "approximate: snapped to about 150 m for public readers"},
@@ -337,7 +364,7 @@ class Alert(Output):
     sent_at = UTCDateTime()
     expires_at = UTCDateTime()
     status = fields.String(validate=validate.OneOf(ALERT_STATUSES))
-    author = fields.Nested(Author)
+    author = AuthorOut()
     version = fields.Integer()
 
 
