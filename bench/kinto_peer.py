@@ -259,15 +259,14 @@ class _Server:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"kinto exited with {self.proc.returncode}:\n{self.log_tail()}")
-            try:
+            # Not listening yet (connection refused) is the normal answer while it starts.
+            with contextlib.suppress(OSError):
                 conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
                 conn.request("GET", "/v1/__heartbeat__")
-                if conn.getresponse().status == 200:
-                    conn.close()
-                    return
+                ready = conn.getresponse().status == 200
                 conn.close()
-            except OSError:
-                pass
+                if ready:
+                    return
             time.sleep(0.2)
         raise RuntimeError(f"kinto not ready after {timeout}s:\n{self.log_tail()}")
 

@@ -63,7 +63,7 @@ sys.path[:0] = [str(ROOT), str(BENCH)]
 import httpx  # noqa: E402
 import shapely  # noqa: E402
 from api_bench import Server, log  # noqa: E402
-from sqlalchemy import create_engine, text  # noqa: E402
+from sqlalchemy import create_engine, select, text  # noqa: E402
 
 from blockwatch import accounts, changelog, groups, tips  # noqa: E402
 from blockwatch.config import Settings  # noqa: E402
@@ -335,7 +335,7 @@ def kinto_records(url: str) -> list[dict[str, Any]]:
     from blockwatch.domain import ANONYMOUS
 
     with db.read() as session:
-        rows = session.execute(__import__("sqlalchemy").select(*Alert.__table__.columns)).all()
+        rows = session.execute(select(*Alert.__table__.columns)).all()
         views = views_of(session, ANONYMOUS, rows, datetime.now(UTC))
     dumped = schemas.Alert(many=True).dump(views)
     db.dispose()

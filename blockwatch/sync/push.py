@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -124,8 +124,6 @@ def push(db: Database, actor: Actor, client_id: str, mutations: list[Mutation],
 def purge_mutations(session: Session, before: datetime) -> int:
     """Forget results of mutations applied before ``before`` (kept as long as tombstones):
     a replay that old is still answered ``duplicate``, only without its first result."""
-    from sqlalchemy import delete
-
     return session.execute(delete(SyncMutation).where(SyncMutation.applied_at < before)).rowcount
 
 
