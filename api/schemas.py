@@ -7,7 +7,6 @@ are derived from these classes (see :mod:`api.openapi`), never written a second 
 from __future__ import annotations
 
 import math
-import re
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -26,6 +25,7 @@ from marshmallow import (
 from shapely.geometry.base import BaseGeometry
 
 import geo
+from blockwatch.checks import are_canonical_uuids
 from blockwatch.domain import (
     ALERT_STATUSES,
     CATEGORIES,
@@ -419,9 +419,6 @@ class Health(Output):
 
 
 # -- sync (SYNC.md) --------------------------------------------------------------------------
-_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-
-
 class UUIDList(fields.List):
     """A list of UUID strings. Lists of canonical (lower-case) ids, which is what clients
     send, are taken in one pass; anything else goes through the per-item checks, which name
@@ -431,9 +428,7 @@ class UUIDList(fields.List):
         super().__init__(fields.String(metadata={"format": "uuid"}), **kwargs)
 
     def _deserialize(self, value, attr, data, **kwargs):
-        if isinstance(value, list) and all(
-            isinstance(item, str) and _CANONICAL_UUID.fullmatch(item) for item in value
-        ):
+        if are_canonical_uuids(value):
             return list(value)
         items = super()._deserialize(value, attr, data, **kwargs)
         errors = {

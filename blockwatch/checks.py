@@ -9,7 +9,10 @@ from blockwatch.domain import NotFound, ValidationError
 from geo.coordinates import finite_number, is_lat, is_lon
 
 MAX_RADIUS_M = 50_000.0
-_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_UUID_TEXT = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+_CANONICAL_UUID = re.compile(_UUID_TEXT)
+_CANONICAL_UUID_LIST = re.compile(f"{_UUID_TEXT}(?:,{_UUID_TEXT})*")
+_UUID_LENGTH = 36
 
 
 def check_point(lon: object, lat: object, field: str | None = None) -> None:
@@ -47,6 +50,24 @@ def check_uuid(value: object, field: str = "id") -> str:
         return str(uuid.UUID(str(value)))
     except ValueError as error:
         raise ValidationError.field(field, "must be a UUID") from error
+
+
+def are_canonical_uuids(values: object) -> bool:
+    """Whether ``values`` is a list or tuple of canonical (lower-case) UUID strings.
+
+    A replica sends hundreds in every pull, so they are matched joined, in one regex pass; the
+    length check makes sure each item is exactly one id (an item holding "a,b" would otherwise
+    pass as two).
+    """
+    if not isinstance(values, list | tuple):
+        return False
+    if not values:
+        return True
+    if not all(type(value) is str for value in values):
+        return False
+    joined = ",".join(values)
+    return (len(joined) == len(values) * (_UUID_LENGTH + 1) - 1
+            and _CANONICAL_UUID_LIST.fullmatch(joined) is not None)
 
 
 def existing_id(value: object, what: str) -> str:

@@ -30,23 +30,24 @@ from blockwatch import alerts as alert_services
 from blockwatch import groups as group_services
 from blockwatch import tips as tip_services
 from blockwatch.alerts import AlertRef
-from blockwatch.changelog import sync_state
-from blockwatch.checks import check_limit, check_point, check_radius, check_uuid
+from blockwatch.checks import (
+    are_canonical_uuids,
+    check_limit,
+    check_point,
+    check_radius,
+    check_uuid,
+)
 from blockwatch.db import Database
 from blockwatch.domain import Actor, Alert, Group, Tip, ValidationError
 from blockwatch.models import Alert as AlertRow
 from blockwatch.models import Group as GroupRow
-from blockwatch.models import SafetyTip, Tombstone
+from blockwatch.models import SafetyTip, SyncState, Tombstone
 from blockwatch.sync import cursor as cursors
 from blockwatch.sync.cursor import SCHEMA_VERSION, Cursor
 from blockwatch.sync.scope import FALLBACK_LANGUAGE, Area, Scope
 
 __all__ = ["Area", "PullPage", "PullRequest", "Scope", "pull"]
 
-#: A page names its alerts by ref: these columns are all that takes (the alerts themselves are
-#: loaded only for what the caller has not rendered before).
-_ALERT_COLUMNS = (AlertRow.id, AlertRow.group_id, AlertRow.seq, AlertRow.status,
-                  AlertRow.expires_at, AlertRow.lon)
 MAX_LIMIT = 5000
 DEFAULT_LIMIT = 500
 MAX_HAVE_GROUPS = 10_000
@@ -97,15 +98,17 @@ def pull(db: Database, actor: Actor, request: PullRequest, now: datetime | None 
     _check(request)
     now = now or datetime.now(UTC)
     with db.read() as session:
-        state = sync_state(session)
-        session.expunge(state)
-    # The scope comes from the spatial index, brought to at least the log position the page
-    # claims (entities are then read as they are now: newer is harmless, older never happens).
-    db.spatial.catch_up_to(state.seq)
-    secret = db.settings.sync_secret or state.cursor_secret
-    newest = state.seq
-    position, reset = _position(request, actor, state, secret)
-    with db.read() as session:
+        state = session.execute(select(
+            SyncState.seq, SyncState.server_id, SyncState.purged_through_seq,
+            SyncState.cursor_secret,
+        ).where(SyncState.id == 1)).one()
+        # The scope comes from the spatial index, brought to at least the log position the
+        # page claims (entities are then read as they are now: newer is harmless, older never
+        # happens).
+        db.spatial.catch_up_to(state.seq)
+        secret = db.settings.sync_secret or state.cursor_secret
+        newest = state.seq
+        position, reset = _position(request, actor, state, secret)
         builder = _Page(session, db, actor, request, position, newest, now)
         builder.build(fresh=request.cursor is None or reset, reset=reset)
         page = builder.page
@@ -133,8 +136,9 @@ def _check(request: PullRequest) -> None:
         raise ValidationError.field("have_groups", f"at most {MAX_HAVE_GROUPS} ids")
     for name, ids in (("scope.group_ids", request.scope.group_ids),
                       ("have_groups", request.have_groups)):
-        for value in ids:
-            check_uuid(value, name)
+        if not are_canonical_uuids(ids):
+            for value in ids:
+                check_uuid(value, name)
 
 
 def _position(request: PullRequest, actor: Actor, state, secret: str) -> tuple[Cursor, bool]:
@@ -282,11 +286,12 @@ class _Page:
                     self.db, [key for key in chunk if key != current or after is None],
                     self.session,
                 )
-                query = select(*_ALERT_COLUMNS).where(AlertRow.group_id.in_(chunk))
+                query = select(*alert_services.REF_COLUMNS).where(AlertRow.group_id.in_(chunk))
                 if current in chunk and after is not None:
                     query = query.where((AlertRow.group_id != current) | (AlertRow.id > after))
                 rows = self.session.execute(
-                    query.order_by(AlertRow.group_id, AlertRow.id).limit(self.room + 1)
+                    query.order_by(AlertRow.group_id, AlertRow.id).limit(self.room + 1),
+                    {"ref_now": self.now},
                 ).all()
                 by_group: dict[str, list] = {}
                 for row in rows:
@@ -320,7 +325,7 @@ class _Page:
             return done
         finally:
             self.page.alerts.extend(
-                alert_services.ref_of(self.actor, row, self.now) for row in rows_sent
+                alert_services.ref_of(self.actor, row) for row in rows_sent
             )
 
     def _completed(self, key: str) -> None:
@@ -368,8 +373,10 @@ class _Page:
         streams: list[Iterable[tuple[int, str, object]]] = []
         if held_ids:
             alert_rows = session.execute(
-                select(*_ALERT_COLUMNS).where(in_range, AlertRow.group_id.in_(held_ids))
-                .order_by(AlertRow.seq).limit(fetch)
+                select(*alert_services.REF_COLUMNS)
+                .where(in_range, AlertRow.group_id.in_(held_ids))
+                .order_by(AlertRow.seq).limit(fetch),
+                {"ref_now": self.now},
             ).all()
             streams.append([(row.seq, "alert", row) for row in alert_rows])
             streams.append([(seq, "group", key) for key, seq in session.execute(
@@ -416,7 +423,7 @@ class _Page:
         views = group_services.views(self.db, group_ids, self.session) if group_ids else {}
         self.page.groups.extend(views[key] for key in group_ids if key in views)
         self.page.alerts.extend(
-            alert_services.ref_of(self.actor, row, self.now) for row in alert_rows
+            alert_services.ref_of(self.actor, row) for row in alert_rows
         )
         self.page.tips.extend(tip_services.view(row) for _, kind, row in changes if kind == "tip")
         self.page.deleted_alerts.extend(
