@@ -226,3 +226,90 @@ class SyncMutation(Base):
     #: SHA-256 of the mutation as first sent: a replay must be the same mutation.
     fingerprint: Mapped[str | None] = mapped_column(String(64))
     applied_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, index=True)
+
+
+class Device(Base):
+    """A phone, browser or webhook that gets alerts pushed: where to push (write-only) and what
+    it wants. The area is kept with its bounding box, which is what a post's targeting reads
+    first; categories are a bit mask (0: all) and the lowest severity a rank, so both filter in
+    SQL."""
+
+    __tablename__ = "devices"
+    __table_args__ = (
+        CheckConstraint("platform IN ('fcm', 'webpush', 'webhook')", name="ck_devices_platform"),
+        Index("ix_devices_area_box", "active", "min_lat", "max_lat", "min_lon", "max_lon"),
+    )
+
+    id: Mapped[str] = mapped_column(String(UUID_LENGTH), primary_key=True)
+    platform: Mapped[str] = mapped_column(String(10), nullable=False)
+    #: The push address as registered (API.md): never returned by any endpoint.
+    push: Mapped[dict] = mapped_column(JSON, nullable=False)
+    #: SHA-256 (hex) of the device secret that authorises changing or removing it.
+    secret_sha256: Mapped[str] = mapped_column(String(64), nullable=False)
+    area_lon: Mapped[float | None] = mapped_column(Float)
+    area_lat: Mapped[float | None] = mapped_column(Float)
+    area_radius_m: Mapped[float | None] = mapped_column(Float)
+    min_lon: Mapped[float | None] = mapped_column(Float)
+    min_lat: Mapped[float | None] = mapped_column(Float)
+    max_lon: Mapped[float | None] = mapped_column(Float)
+    max_lat: Mapped[float | None] = mapped_column(Float)
+    #: The subscription as the client sent it (area, group_ids, categories, min_severity,
+    #: quiet_hours), returned as it was given.
+    subscription: Mapped[dict] = mapped_column(JSON, nullable=False)
+    categories_mask: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    min_severity_rank: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    #: Why it stopped getting pushes (an unregistered token, a 410 from the push service).
+    deactivated_reason: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+
+
+class DeviceGroup(Base):
+    """A group a device follows by id (it gets the group's alerts wherever they are)."""
+
+    __tablename__ = "device_groups"
+
+    device_id: Mapped[str] = mapped_column(
+        ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True
+    )
+    group_id: Mapped[str] = mapped_column(String(UUID_LENGTH), primary_key=True, index=True)
+
+
+class Delivery(Base):
+    """The transactional outbox: one row per device and message, written in the transaction of
+    the alert (or its cancellation) and worked off by ``blockwatch worker``.
+
+    ``state``: ``pending`` (due at ``due_at``; a worker holds it while ``claimed_until`` is in
+    the future), ``sent``, ``dead`` (dead-lettered after too many tries, or refused for good),
+    ``withdrawn`` (the alert was cancelled before this went out, so it never will) or
+    ``dropped`` (the device was deactivated or unsubscribed).
+    """
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("alert_id", "device_id", "kind", name="uq_deliveries_message"),
+        CheckConstraint("kind IN ('alert', 'cancel')", name="ck_deliveries_kind"),
+        Index("ix_deliveries_due", "state", "due_at"),
+        Index("ix_deliveries_device", "device_id", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    alert_id: Mapped[str] = mapped_column(
+        ForeignKey("alerts.id", ondelete="CASCADE"), nullable=False
+    )
+    device_id: Mapped[str] = mapped_column(
+        ForeignKey("devices.id", ondelete="CASCADE"), nullable=False
+    )
+    kind: Mapped[str] = mapped_column(String(10), nullable=False)
+    platform: Mapped[str] = mapped_column(String(10), nullable=False)
+    state: Mapped[str] = mapped_column(String(10), nullable=False, default="pending")
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    claimed_by: Mapped[str | None] = mapped_column(String(UUID_LENGTH))
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -18,6 +18,7 @@ from geo.distance import (
     area_m2,
     distance_m,
     distance_to_m,
+    distances_from_points_m,
     distances_to_geometries_m,
     snap_to_grid_m,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "check",
     "distance_m",
     "distance_to_m",
+    "distances_from_points_m",
     "distances_to_geometries_m",
     "read_geojson",
     "repair",

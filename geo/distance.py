@@ -151,6 +151,59 @@ def distances_to_geometries_m(lon: float, lat: float, geometries: Sequence) -> n
     return dist
 
 
+def distances_from_points_m(lons, lats, geometry) -> np.ndarray:
+    """Geodesic distance in metres from each of many points to one geometry (0 where it covers
+    the point): the other twin of :func:`distance_to_m`, for "which of these circles reach this
+    polygon".
+
+    The nearest points are found together, in one local frame centred on the geometry (points
+    up to :data:`PLANE_MAX_DISTANCE_M` from it; the distance to each is then solved on the
+    ellipsoid, so an imprecise choice can only overstate it, to second order); farther points
+    are measured one by one in their own frames.
+
+    >>> from shapely import box
+    >>> distances_from_points_m([0.0, 0.0], [0.0, 0.02], box(-0.01, -0.01, 0.01, 0.01)).round()
+    array([   0., 1106.])
+    """
+    lons = np.asarray(lons, dtype=float)
+    lats = np.asarray(lats, dtype=float)
+    if lons.size == 0:
+        return np.zeros(0)
+    if shapely.is_empty(geometry):
+        raise GeometryError("cannot measure a distance to an empty geometry")
+    centre = shapely.centroid(geometry)
+    lon0, lat0 = centre.x, centre.y
+    kx, ky = metres_per_degree(lat0)
+    scale = np.array([kx, ky])
+    origin = np.array([lon0, lat0])
+
+    def to_local_m(coords: np.ndarray) -> np.ndarray:
+        local = coords - origin
+        if (np.abs(local[:, 0]) > 180.0).any():  # keep the frame whole across the antimeridian
+            local[:, 0] = (local[:, 0] + 180.0) % 360.0 - 180.0
+        return local * scale
+
+    local_geometry = shapely.transform(geometry, to_local_m)
+    local_points = shapely.points(to_local_m(np.column_stack([lons, lats])))
+    lines = shapely.shortest_line(local_points, local_geometry)
+    ends_m = shapely.get_coordinates(lines)[1::2]
+    ends = ends_m / scale + origin
+    ends[:, 0] = (ends[:, 0] + 180.0) % 360.0 - 180.0
+    ends[:, 1] = np.clip(ends[:, 1], -90.0, 90.0)
+    dist = distance_m(lons, lats, ends[:, 0], ends[:, 1])
+    dist[shapely.length(lines) == 0.0] = 0.0
+    far = np.flatnonzero(shapely.distance(local_points, shapely.centroid(local_geometry))
+                         > PLANE_MAX_DISTANCE_M + _radius_m(local_geometry))
+    for index in far:
+        dist[index] = distances_to_geometries_m(lons[index], lats[index], [geometry])[0]
+    return dist
+
+
+def _radius_m(local_geometry) -> float:
+    """How far the geometry reaches from its centroid, in its local frame."""
+    return float(shapely.hausdorff_distance(shapely.centroid(local_geometry), local_geometry))
+
+
 def _far_distances_m(lon: float, lat: float, geometries: np.ndarray) -> np.ndarray:
     """Distances to far geometries in the azimuthal equidistant projection centred on the point,
     where every distance from the centre is the geodesic distance, after densifying the edges

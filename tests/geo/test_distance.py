@@ -11,9 +11,10 @@ from geopy.distance import geodesic
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from geo import distance_m, distance_to_m, distances_to_geometries_m
+from geo import distance_m, distance_to_m, distances_from_points_m, distances_to_geometries_m
 from geo.coordinates import check_point
 from geo.distance import distances_from_m, search_boxes_deg, snap_to_grid_m
+from geo.errors import GeometryError
 from tests.geo.reference import distance_to_geometry_m, geopy_m, tolerance_m
 from tests.geo.strategies import places, points_near, polygonal
 
@@ -144,3 +145,30 @@ def test_point_to_a_far_polygon_matches_geopy(data, distance, bearing):
 def test_bad_coordinates_raise_value_error(call):
     with pytest.raises(ValueError):
         call()
+
+
+@settings(max_examples=200, deadline=None)
+@given(places(), st.data())
+def test_many_points_to_one_geometry_match_geopy(place, data):
+    """The bulk twin (device circles against a group boundary) agrees with the reference for
+    every point, inside, near and as far as 200 km (beyond its one shared frame)."""
+    lon, lat = place
+    geometry = data.draw(polygonal(lon, lat))
+    points = data.draw(st.lists(
+        st.one_of(points_near(lon, lat), points_near(lon, lat, spread_m=200_000.0)),
+        min_size=1, max_size=8,
+    ))
+    lons, lats = zip(*points, strict=True)
+    ours = distances_from_points_m(lons, lats, geometry)
+    for (plon, plat), distance in zip(points, ours, strict=True):
+        expected = distance_to_geometry_m(plon, plat, geometry)
+        assert distance == pytest.approx(expected, abs=tolerance_m(expected))
+
+
+def test_many_points_to_one_geometry_edge_cases():
+    block = shapely.box(-122.31, 47.59, -122.29, 47.61)
+    assert distances_from_points_m([], [], block).shape == (0,)
+    inside_and_edge = distances_from_points_m([-122.3, -122.31], [47.6, 47.6], block)
+    assert inside_and_edge.tolist() == [0.0, 0.0]
+    with pytest.raises(GeometryError):
+        distances_from_points_m([0.0], [0.0], shapely.Polygon())
