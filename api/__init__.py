@@ -53,7 +53,7 @@ class BlockwatchApi(Api):
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """A Blockwatch app. ``config`` may set ``BLOCKWATCH_DATABASE_URL`` (else the environment's)
     and any Flask setting; ``database`` may hand over a ready :class:`Database`."""
-    from api.resources import alerts, groups, service, sync, tips
+    from api.resources import alerts, devices, groups, service, sync, tips
 
     config = dict(config or {})
     app = Flask(__name__)
@@ -91,6 +91,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     api.add_namespace(alerts.ns, path="/alerts")
     api.add_namespace(tips.ns, path="/tips")
     api.add_namespace(sync.ns, path="/sync")
+    api.add_namespace(devices.ns, path="/devices")
+    api.add_namespace(devices.admin, path="/admin")
     api.add_namespace(service.ns, path="")
     app.register_blueprint(blueprint)
     app.add_url_rule("/docs", "docs", api.render_doc)

@@ -111,6 +111,23 @@ def authenticated_actor() -> Actor:
     return who
 
 
+def bearer() -> str | None:
+    """The credential of ``Authorization: Bearer <credential>`` as sent (a device secret, say),
+    without reading it as an account token; None when there is no such header."""
+    header = request.headers.get("Authorization")
+    if header is None:
+        return None
+    scheme, _, credential = header.partition(" ")
+    if scheme.lower() != "bearer" or not credential.strip():
+        raise NotAuthenticated("use 'Authorization: Bearer <device_secret>'")
+    return credential.strip()
+
+
+def anonymous_write() -> None:
+    """Count a write that needs no account (registering a device) against the address."""
+    _spend_write("address:" + (request.remote_addr or "unknown"))
+
+
 def _spend_write(key: str) -> None:
     budget = current_app.extensions.get("blockwatch.write_budget")
     if budget is not None:

@@ -603,3 +603,118 @@ class SyncPushResponse(Output):
     results = fields.List(fields.Nested(SyncMutationResult))
     last_mutation_id = fields.Integer(metadata={
         "description": "drop outbox mutations up to this id"})
+
+
+# -- devices and push (API.md "Devices and push") ------------------------------------------
+PLATFORMS = ("fcm", "webpush", "webhook")
+
+
+class DeviceArea(SyncArea):
+    """The circle a device watches: alerts whose (rounded) point lies in it, or whose group's
+    boundary reaches into it."""
+
+
+class QuietHours(Schema):
+    """Local times in ``tz``: start inside, end outside; they may wrap midnight."""
+
+    class Meta:
+        unknown = RAISE
+
+    start = fields.String(required=True, validate=validate.Regexp(r"^([01]\d|2[0-3]):[0-5]\d$"),
+                          metadata={"example": "22:00"})
+    end = fields.String(required=True, validate=validate.Regexp(r"^([01]\d|2[0-3]):[0-5]\d$"),
+                        metadata={"example": "07:00"})
+    tz = fields.String(required=True, validate=validate.Length(1, 64),
+                       metadata={"description": "IANA time zone",
+                                 "example": "America/Los_Angeles"})
+
+
+class Subscription(Schema):
+    """What a device gets: alerts in ``area`` or of ``group_ids``, of ``categories`` (empty:
+    all), at least ``min_severity``; during ``quiet_hours`` only severe and extreme at once."""
+
+    class Meta:
+        unknown = RAISE
+
+    area = fields.Nested(DeviceArea, load_default=None, allow_none=True)
+    group_ids = UUIDList(load_default=list, validate=validate.Length(max=100))
+    categories = fields.List(fields.String(validate=validate.OneOf(CATEGORIES)),
+                             load_default=list, metadata={"description": "empty: all"})
+    min_severity = fields.String(load_default="minor", validate=validate.OneOf(SEVERITIES))
+    quiet_hours = fields.Nested(QuietHours, load_default=None, allow_none=True)
+
+
+_PUSH_DESCRIPTION = (
+    "Write-only, never returned. fcm: {\"token\"}; webpush: the browser's subscription "
+    "{\"endpoint\", \"keys\": {\"p256dh\", \"auth\"}}; webhook: {\"url\", \"secret\"} (https, "
+    "public address; the secret signs every delivery, at least 16 characters)."
+)
+
+
+class DeviceCreate(Schema):
+    class Meta:
+        unknown = RAISE
+
+    platform = fields.String(required=True, validate=validate.OneOf(PLATFORMS))
+    push = fields.Dict(required=True, metadata={"description": _PUSH_DESCRIPTION})
+    subscription = fields.Nested(Subscription, required=True)
+
+
+class DevicePatch(Schema):
+    class Meta:
+        unknown = RAISE
+
+    push = fields.Dict(metadata={"description": _PUSH_DESCRIPTION})
+    subscription = fields.Nested(Subscription)
+
+    @validates_schema
+    def _something(self, data: dict, **kwargs) -> None:
+        if not data:
+            raise ValidationError("send push, subscription or both", "_schema")
+
+
+class Device(Output):
+    id = fields.String(metadata={"format": "uuid"})
+    platform = fields.String(validate=validate.OneOf(PLATFORMS))
+    subscription = fields.Nested(Subscription)
+    active = fields.Boolean(metadata={
+        "description": "false once the push service said the address is gone for good; "
+                       "a PATCH with a new push address makes it true again"})
+    created_at = UTCDateTime()
+
+
+class DeviceRegistered(Device):
+    device_secret = fields.String(metadata={
+        "description": "shown once: send it as 'Authorization: Bearer <device_secret>' to "
+                       "change or remove the device"})
+
+
+class PlatformFigures(Output):
+    sent = fields.Integer()
+    failed_attempts = fields.Integer(metadata={"description": "tries that did not deliver"})
+    dead = fields.Integer(metadata={"description": "dead-lettered deliveries"})
+    pending = fields.Integer()
+
+
+class DeadLetter(Output):
+    id = fields.Integer()
+    alert_id = fields.String(metadata={"format": "uuid"})
+    device_id = fields.String(metadata={"format": "uuid"})
+    kind = fields.String(validate=validate.OneOf(("alert", "cancel")))
+    platform = fields.String(validate=validate.OneOf(PLATFORMS))
+    attempts = fields.Integer()
+    last_error = fields.String(allow_none=True)
+    dead_at = UTCDateTime(allow_none=True)
+    idempotency_key = fields.String()
+
+
+class DeliveryReport(Output):
+    queue_depth = fields.Integer(metadata={"description": "deliveries waiting, due or not"})
+    due_now = fields.Integer()
+    oldest_due_at = UTCDateTime(allow_none=True)
+    oldest_due_age_s = fields.Float(allow_none=True, metadata={
+        "description": "how long the oldest due delivery has waited"})
+    platforms = fields.Dict(keys=fields.String(), values=fields.Nested(PlatformFigures))
+    dead_letters = fields.List(fields.Nested(DeadLetter), metadata={
+        "description": "the latest 50"})
+    inactive_devices = fields.Integer()

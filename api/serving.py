@@ -2,20 +2,27 @@
 warning saying so) when it is not; and the ``blockwatch serve`` command that does it.
 
 The ``blockwatch`` console script is ``api.serving:main``: the domain's command line
-(:mod:`blockwatch.cli`) with ``serve`` added here, so the domain library never depends on Flask
-(``api`` -> ``blockwatch``, never back).
+(:mod:`blockwatch.cli`) with ``serve`` and ``worker`` added here, so the domain library never
+depends on Flask (``api`` -> ``blockwatch``, never back). The worker lives here because what
+it sends is the alert object as the HTTP layer's schema renders it.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import logging
+import signal
 import sys
+import threading
 from collections.abc import Sequence
+from typing import Any
 
 import click
 
-from api import create_app
+from api import create_app, http, schemas
 from blockwatch import cli as blockwatch_cli
+from blockwatch.delivery.worker import DEFAULT_BATCH, Worker, transports_from_settings
+from blockwatch.domain import Alert
 
 
 def serve(host: str, port: int, workers: int = 2, threads: int = 4) -> None:
@@ -63,6 +70,44 @@ def serve_command(host: str, port: int, workers: int, threads: int) -> None:
     )
     db.dispose()
     serve(host, port, workers, threads)
+
+
+@blockwatch_cli.cli.command("worker")
+@click.option("--once", is_flag=True, help="deliver what is due now, then exit")
+@click.option("--batch-size", default=DEFAULT_BATCH, show_default=True,
+              type=click.IntRange(1, 5000), help="deliveries claimed per round")
+@click.option("--idle-s", default=1.0, show_default=True, type=click.FloatRange(0.05, 60),
+              help="rest between rounds when nothing is due")
+def worker_command(once: bool, batch_size: int, idle_s: float) -> None:
+    """Deliver queued alerts and cancellations to devices (FCM, Web Push, webhooks).
+
+    Exits 0 whatever the receivers answered: failures are retried, dead-lettered or deactivate
+    the device, and show in GET /v1/admin/delivery and the log.
+    """
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    db = blockwatch_cli._database()
+    worker = Worker(db, transports_from_settings(db.settings), render=render_alert,
+                    batch_size=batch_size)
+    try:
+        if once:
+            figures = worker.drain()
+            click.echo(f"delivered {figures.sent}, retrying {figures.retried}, "
+                       f"dead-lettered {figures.dead}, devices deactivated "
+                       f"{figures.deactivated}", err=True)
+            return
+        stop = threading.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stop.set())
+        click.echo(f"worker {worker.name} delivering (Ctrl-C to stop)", err=True)
+        worker.run(stop, idle_s=idle_s)
+    finally:
+        db.dispose()
+
+
+def render_alert(alert: Alert) -> dict[str, Any]:
+    """An alert as API.md's alert object: the same schema GET /v1/alerts/{id} answers with."""
+    return http.dump(schemas.Alert, alert)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

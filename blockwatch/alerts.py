@@ -24,6 +24,7 @@ import geo
 from blockwatch import changelog
 from blockwatch.checks import check_limit, check_point, check_radius, check_uuid, existing_id
 from blockwatch.db import Database
+from blockwatch.delivery import outbox
 from blockwatch.domain import (
     CATEGORIES,
     CERTAINTIES,
@@ -114,6 +115,7 @@ def post_alert_in(
     changelog.stamp(session, row)
     session.add(row)
     session.flush()
+    outbox.enqueue_alert(session, row, now)
     return _view(session, actor, row, now), True
 
 
@@ -147,6 +149,7 @@ def cancel_alert_in(session: Session, actor: Actor, alert_id: str, now: datetime
     if not actor.coordinates(row.group_id):
         raise Forbidden("only the group's coordinators and admins may cancel its alerts")
     if row.status != "cancelled":
+        outbox.enqueue_cancel(session, row.id, now)  # delivery rows before the counter
         row.status = "cancelled"
         row.updated_at = now
         changelog.stamp(session, row)

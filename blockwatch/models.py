@@ -258,6 +258,10 @@ class Device(Base):
     subscription: Mapped[dict] = mapped_column(JSON, nullable=False)
     categories_mask: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     min_severity_rank: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    #: Quiet hours as minutes after local midnight and an IANA zone (all three or none).
+    quiet_start_min: Mapped[int | None] = mapped_column(Integer)
+    quiet_end_min: Mapped[int | None] = mapped_column(Integer)
+    quiet_tz: Mapped[str | None] = mapped_column(String(64))
     active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
     #: Why it stopped getting pushes (an unregistered token, a 410 from the push service).
     deactivated_reason: Mapped[str | None] = mapped_column(String(200))

@@ -1,0 +1,265 @@
+"""The transactional outbox: which devices an alert goes to, the rows that say so (written in
+the alert's own transaction), cancellations, and the figures an operator watches.
+
+Who gets an alert (API.md): a device whose area contains the alert's public (rounded) point or
+reaches its group's boundary, or that follows the group; then only if it wants the category
+and the severity. Devices register without an account, so they get the public view, and the
+area test uses the public point like every other public decision. During a device's quiet
+hours only severe and extreme alerts are due at once; the rest are due when the quiet hours
+end.
+
+Candidates are read by the bounding box of each device's area (an index), then measured
+exactly with :mod:`geo`, all at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+import shapely
+from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy.orm import Session
+
+import geo
+from blockwatch.db import Database
+from blockwatch.delivery.devices import URGENT_SEVERITIES, quiet_hours_end
+from blockwatch.domain import (
+    CATEGORIES,
+    PUBLIC_LOCATION_CELL_M,
+    SEVERITIES,
+    Actor,
+    Forbidden,
+    NotAuthenticated,
+)
+from blockwatch.models import Alert as AlertRow
+from blockwatch.models import Delivery, Device, DeviceGroup, Group
+
+#: Rows per INSERT statement when an alert fans out to many devices.
+INSERT_BATCH = 5000
+DEAD_LETTERS_SHOWN = 50
+
+
+def idempotency_key(alert_id: str, device_id: str, kind: str) -> str:
+    """One key per message: an alert and its cancellation to one device differ."""
+    return f"{alert_id}:{device_id}:{kind}"
+
+
+@dataclass(frozen=True)
+class Target:
+    device_id: str
+    platform: str
+    due_at: datetime
+
+
+def targets_of(session: Session, alert: AlertRow, now: datetime) -> list[Target]:
+    """The active devices that get ``alert``, each with when its message is due."""
+    rank = SEVERITIES.index(alert.severity)
+    bit = 1 << CATEGORIES.index(alert.category)
+    wants = (
+        Device.active.is_(True),
+        Device.min_severity_rank <= rank,
+        or_(Device.categories_mask == 0, Device.categories_mask.op("&")(bit) != 0),
+    )
+    columns = (Device.id, Device.platform, Device.quiet_start_min, Device.quiet_end_min,
+               Device.quiet_tz)
+    group = session.execute(
+        select(Group.boundary_geojson, Group.min_lon, Group.min_lat, Group.max_lon,
+               Group.max_lat).where(Group.id == alert.group_id)
+    ).one()
+    point = None
+    min_lon, min_lat, max_lon, max_lat = group.min_lon, group.min_lat, group.max_lon, \
+        group.max_lat
+    if alert.lon is not None:
+        point = geo.snap_to_grid_m(alert.lon, alert.lat, PUBLIC_LOCATION_CELL_M)
+        min_lon, max_lon = min(min_lon, point[0]), max(max_lon, point[0])
+        min_lat, max_lat = min(min_lat, point[1]), max(max_lat, point[1])
+    found: dict[str, tuple] = {}
+    for row in session.execute(
+        select(*columns, Device.area_lon, Device.area_lat, Device.area_radius_m).where(
+            *wants, Device.min_lat <= max_lat, Device.max_lat >= min_lat,
+            Device.min_lon <= max_lon, Device.max_lon >= min_lon,
+        )
+    ):
+        found[row.id] = row
+    if found:
+        rows = list(found.values())
+        lons = np.fromiter((row.area_lon for row in rows), float, len(rows))
+        lats = np.fromiter((row.area_lat for row in rows), float, len(rows))
+        radii = np.fromiter((row.area_radius_m for row in rows), float, len(rows))
+        hit = np.zeros(len(rows), dtype=bool)
+        if point is not None:
+            hit = geo.distance_m(lons, lats, np.full(len(rows), point[0]),
+                                 np.full(len(rows), point[1])) <= radii
+        rest = np.flatnonzero(~hit)
+        if rest.size:
+            boundary = shapely.from_geojson(group.boundary_geojson)
+            hit[rest] = geo.distances_from_points_m(lons[rest], lats[rest], boundary) \
+                <= radii[rest]
+        found = {row.id: row for row, taken in zip(rows, hit, strict=True) if taken}
+    for row in session.execute(
+        select(*columns).join(DeviceGroup, DeviceGroup.device_id == Device.id)
+        .where(DeviceGroup.group_id == alert.group_id, *wants)
+    ):
+        found.setdefault(row.id, row)
+    urgent = alert.severity in URGENT_SEVERITIES
+    quiet_ends: dict[tuple, datetime] = {}
+    targets = []
+    for row in found.values():
+        due = now
+        if not urgent and row.quiet_tz is not None:
+            quiet = (row.quiet_start_min, row.quiet_end_min, row.quiet_tz)
+            if quiet not in quiet_ends:
+                quiet_ends[quiet] = quiet_hours_end(quiet, now) or now
+            due = quiet_ends[quiet]
+        targets.append(Target(row.id, row.platform, due))
+    return targets
+
+
+def enqueue_alert(session: Session, alert: AlertRow, now: datetime) -> int:
+    """Write the alert's deliveries in the caller's transaction (the one that stores the
+    alert): no alert without its deliveries, no delivery without its alert. Returns how many.
+
+    The rows are inserted after the alert took the change counter, against the module rule of
+    :mod:`blockwatch.changelog`: safe, because the only locks they take are key-share locks on
+    device rows, and no transaction holding a device row ever waits for the counter.
+    """
+    targets = targets_of(session, alert, now)
+    _insert(session, ({
+        "alert_id": alert.id, "device_id": target.device_id, "kind": "alert",
+        "platform": target.platform, "state": "pending", "due_at": target.due_at,
+        "attempts": 0, "created_at": now,
+    } for target in targets))
+    return len(targets)
+
+
+def enqueue_cancel(session: Session, alert_id: str, now: datetime) -> int:
+    """On cancelling an alert, in the caller's transaction and before it takes the change
+    counter: what has not gone out yet never will, and every device that got the alert or
+    may have (sent, being retried, in a worker's hands, or dead-lettered after tries) gets a
+    cancellation. Returns how many cancellations were queued."""
+    rows = session.execute(
+        select(Delivery.id, Delivery.device_id, Delivery.platform, Delivery.state,
+               Delivery.attempts, Delivery.claimed_until)
+        .where(Delivery.alert_id == alert_id, Delivery.kind == "alert")
+        .order_by(Delivery.id).with_for_update()
+    ).all()
+    if not rows:
+        return 0
+    withdraw, cancel_to = [], []
+    for row in rows:
+        in_flight = row.claimed_until is not None and row.claimed_until > now
+        may_have = row.state in ("sent", "dead") or (
+            row.state == "pending" and (row.attempts > 0 or in_flight)
+        )
+        if row.state == "pending":
+            withdraw.append(row.id)
+        if may_have:
+            # After a worker's lease, so a cancellation cannot overtake its alert.
+            due = row.claimed_until if in_flight else now
+            cancel_to.append((row.device_id, row.platform, due))
+    for start in range(0, len(withdraw), INSERT_BATCH):
+        session.execute(
+            update(Delivery).where(Delivery.id.in_(withdraw[start:start + INSERT_BATCH]))
+            .values(state="withdrawn", finished_at=now, claimed_by=None, claimed_until=None)
+            .execution_options(synchronize_session=False)
+        )
+    active = set(session.scalars(select(Device.id).where(
+        Device.id.in_([device for device, _, _ in cancel_to]), Device.active.is_(True)
+    ))) if cancel_to else set()
+    queued = [(device, platform, due) for device, platform, due in cancel_to
+              if device in active]
+    _insert(session, ({
+        "alert_id": alert_id, "device_id": device, "kind": "cancel", "platform": platform,
+        "state": "pending", "due_at": due, "attempts": 0, "created_at": now,
+    } for device, platform, due in queued))
+    return len(queued)
+
+
+def _insert(session: Session, rows: Iterable[dict]) -> None:
+    batch: list[dict] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) == INSERT_BATCH:
+            session.execute(insert(Delivery), batch)
+            batch = []
+    if batch:
+        session.execute(insert(Delivery), batch)
+
+
+# -- what an operator watches --------------------------------------------------------------
+@dataclass
+class PlatformFigures:
+    sent: int = 0
+    failed_attempts: int = 0
+    dead: int = 0
+    pending: int = 0
+
+
+@dataclass
+class DeliveryReport:
+    queue_depth: int
+    due_now: int
+    oldest_due_at: datetime | None
+    oldest_due_age_s: float | None
+    platforms: dict[str, PlatformFigures] = field(default_factory=dict)
+    dead_letters: list[dict] = field(default_factory=list)
+    inactive_devices: int = 0
+
+
+def delivery_report(db: Database, actor: Actor, now: datetime | None = None) -> DeliveryReport:
+    """Queue depth, the oldest due delivery, sent / failed / dead per platform, the latest
+    dead letters (admins only). Failed attempts count every try that did not deliver,
+    retried or not."""
+    if not actor.is_authenticated:
+        raise NotAuthenticated("the delivery report needs an admin's token")
+    if not actor.is_admin:
+        raise Forbidden("only admins see the delivery report")
+    now = now or datetime.now(UTC)
+    with db.read() as session:
+        pending = session.execute(
+            select(func.count(), func.min(Delivery.due_at))
+            .where(Delivery.state == "pending")
+        ).one()
+        due = session.execute(
+            select(func.count(), func.min(Delivery.due_at))
+            .where(Delivery.state == "pending", Delivery.due_at <= now)
+        ).one()
+        platforms = {name: PlatformFigures() for name in ("fcm", "webpush", "webhook")}
+        for platform, state, count, attempts in session.execute(
+            select(Delivery.platform, Delivery.state, func.count(), func.sum(Delivery.attempts))
+            .group_by(Delivery.platform, Delivery.state)
+        ):
+            figures = platforms.setdefault(platform, PlatformFigures())
+            attempts = int(attempts or 0)
+            if state == "sent":
+                figures.sent += count
+                figures.failed_attempts += attempts - count
+            else:
+                figures.failed_attempts += attempts
+                if state == "dead":
+                    figures.dead += count
+                elif state == "pending":
+                    figures.pending += count
+        dead = session.execute(
+            select(Delivery).where(Delivery.state == "dead")
+            .order_by(Delivery.finished_at.desc(), Delivery.id.desc()).limit(DEAD_LETTERS_SHOWN)
+        ).scalars().all()
+        inactive = session.scalar(select(func.count()).select_from(Device)
+                                  .where(Device.active.is_(False)))
+        oldest = due[1]
+        return DeliveryReport(
+            queue_depth=pending[0], due_now=due[0], oldest_due_at=oldest,
+            oldest_due_age_s=(now - oldest).total_seconds() if oldest is not None else None,
+            platforms=platforms,
+            dead_letters=[{
+                "id": row.id, "alert_id": row.alert_id, "device_id": row.device_id,
+                "kind": row.kind, "platform": row.platform, "attempts": row.attempts,
+                "last_error": row.last_error, "dead_at": row.finished_at,
+                "idempotency_key": idempotency_key(row.alert_id, row.device_id, row.kind),
+            } for row in dead],
+            inactive_devices=inactive or 0,
+        )
+

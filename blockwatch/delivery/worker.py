@@ -1,0 +1,288 @@
+"""``blockwatch worker``: works off the delivery outbox through one transport per platform.
+
+A round claims due rows for a lease (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so several
+workers share the queue without taking the same row; SQLite serialises writers, so one worker
+is what it is for), commits the claim, sends, then records every outcome in one more
+transaction:
+
+* delivered: ``sent``;
+* permanent (an unregistered token, a 404/410 subscription): the row is dead-lettered, the
+  device deactivated, and what else was queued for it dropped;
+* otherwise retried with exponential backoff and jitter (at least what ``Retry-After`` asked),
+  and dead-lettered after ``max_attempts`` tries.
+
+A worker that dies mid-round leaves its rows claimed; when the lease runs out another round
+takes them again. A message may then go out twice, always under the same idempotency key
+(alert id, device id and kind), which a well-behaved receiver uses to show it once. An
+outcome is recorded only by the worker that still holds the claim.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+
+from blockwatch import alerts as alert_services
+from blockwatch.config import Settings
+from blockwatch.db import Database
+from blockwatch.delivery.outbox import idempotency_key
+from blockwatch.delivery.transports import (
+    FcmTransport,
+    Message,
+    Outcome,
+    Transport,
+    WebhookTransport,
+    WebPushTransport,
+)
+from blockwatch.domain import ANONYMOUS, Alert
+from blockwatch.models import Delivery, Device
+
+log = logging.getLogger("blockwatch.delivery")
+
+DEFAULT_BATCH = 100
+DEFAULT_LEASE_S = 120.0
+BASE_DELAY_S = 30.0
+MAX_DELAY_S = 6 * 3600.0
+#: Longest a receiver's Retry-After is honoured (a broken header must not park a row for days).
+MAX_RETRY_AFTER_S = 24 * 3600.0
+
+
+def backoff_s(attempts: int, rng: random.Random, *, base_s: float = BASE_DELAY_S,
+              maximum_s: float = MAX_DELAY_S) -> float:
+    """The wait before try ``attempts + 1``: ``base * 2^(attempts-1)`` capped at ``maximum``,
+    half of it fixed and half random ("equal jitter"), so failed deliveries of one alert do
+    not all come back at the same instant and yet never come back early."""
+    ceiling = min(maximum_s, base_s * 2 ** max(0, attempts - 1))
+    return ceiling / 2 + rng.uniform(0, ceiling / 2)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: int
+    alert_id: str
+    device_id: str
+    kind: str
+    platform: str
+    attempts: int
+    push: dict
+
+
+@dataclass
+class RoundFigures:
+    claimed: int = 0
+    sent: int = 0
+    retried: int = 0
+    dead: int = 0
+    deactivated: int = 0
+    dropped: int = 0
+
+
+class Worker:
+    """Delivers what is due. ``render`` turns an alert (public view) into the JSON object
+    API.md describes (the HTTP layer's schema, passed in: this package knows no HTTP)."""
+
+    def __init__(
+        self,
+        db: Database,
+        transports: Mapping[str, Transport],
+        render: Callable[[Alert], dict[str, Any]],
+        *,
+        clock: Callable[[], datetime] | None = None,
+        batch_size: int = DEFAULT_BATCH,
+        lease_s: float = DEFAULT_LEASE_S,
+        max_attempts: int | None = None,
+        rng: random.Random | None = None,
+        name: str | None = None,
+    ) -> None:
+        self.db, self.transports, self.render = db, dict(transports), render
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.batch_size, self.lease_s = batch_size, lease_s
+        self.max_attempts = max_attempts or db.settings.delivery_max_attempts
+        self.rng = rng or random.Random()
+        self.name = name or str(uuid.uuid4())
+        self.totals = Counter()
+
+    # -- rounds --------------------------------------------------------------------------
+    def run_once(self) -> RoundFigures:
+        """Claim up to ``batch_size`` due rows, send them, record what happened."""
+        claimed = self.claim()
+        figures = RoundFigures(claimed=len(claimed))
+        if not claimed:
+            return figures
+        now = self.clock()
+        alerts = alert_services.views_by_id(
+            self.db, ANONYMOUS, sorted({row.alert_id for row in claimed}), now
+        )
+        outcomes: list[tuple[Claimed, Outcome]] = []
+        for row in claimed:
+            outcomes.append((row, self._send(row, alerts.get(row.alert_id))))
+        self.record(outcomes, figures)
+        for name in ("sent", "retried", "dead", "deactivated", "dropped"):
+            self.totals[name] += getattr(figures, name)
+        log.info("delivery round: claimed=%d sent=%d retried=%d dead=%d deactivated=%d "
+                 "dropped=%d", figures.claimed, figures.sent, figures.retried, figures.dead,
+                 figures.deactivated, figures.dropped)
+        return figures
+
+    def drain(self) -> RoundFigures:
+        """Rounds until nothing is due (``blockwatch worker --once``); the figures summed."""
+        total = RoundFigures()
+        while True:
+            figures = self.run_once()
+            for name in vars(total):
+                setattr(total, name, getattr(total, name) + getattr(figures, name))
+            if figures.claimed < self.batch_size:
+                return total
+
+    def run(self, stop: threading.Event, idle_s: float = 1.0) -> None:
+        """Rounds until ``stop`` is set, resting ``idle_s`` whenever nothing was due."""
+        while not stop.is_set():
+            try:
+                figures = self.run_once()
+            except Exception:  # a database blip must not end the worker; the round is retried
+                log.exception("delivery round failed")
+                figures = RoundFigures()
+            if figures.claimed < self.batch_size:
+                stop.wait(idle_s)
+
+    # -- steps ---------------------------------------------------------------------------
+    def claim(self) -> list[Claimed]:
+        """Take due rows for ``lease_s`` (committed before anything is sent)."""
+        now = self.clock()
+        with self.db.write() as session:
+            rows = session.execute(
+                select(Delivery.id, Delivery.alert_id, Delivery.device_id, Delivery.kind,
+                       Delivery.platform, Delivery.attempts)
+                .where(Delivery.state == "pending", Delivery.due_at <= now,
+                       (Delivery.claimed_until.is_(None)) | (Delivery.claimed_until <= now))
+                .order_by(Delivery.due_at, Delivery.id).limit(self.batch_size)
+                .with_for_update(skip_locked=True)
+            ).all()
+            if not rows:
+                return []
+            ids = [row.id for row in rows]
+            session.execute(
+                update(Delivery).where(Delivery.id.in_(ids))
+                .values(claimed_by=self.name,
+                        claimed_until=now + timedelta(seconds=self.lease_s))
+                .execution_options(synchronize_session=False)
+            )
+            pushes = dict(session.execute(
+                select(Device.id, Device.push)
+                .where(Device.id.in_({row.device_id for row in rows}))
+            ).all())
+        return [Claimed(row.id, row.alert_id, row.device_id, row.kind, row.platform,
+                        row.attempts, pushes.get(row.device_id) or {}) for row in rows]
+
+    def _send(self, row: Claimed, alert: Alert | None) -> Outcome:
+        if alert is None:  # deleted with its group since it was queued
+            return Outcome("gone", "the alert no longer exists")
+        transport = self.transports.get(row.platform)
+        if transport is None:
+            return Outcome("retry", f"no {row.platform} transport is configured")
+        message = Message(kind=row.kind, alert=self.render(alert),
+                          idempotency_key=idempotency_key(row.alert_id, row.device_id, row.kind))
+        try:
+            return transport.send(row.push, message)
+        except Exception as error:  # a transport bug must cost one row, not the round
+            log.exception("transport %s failed on delivery %d", row.platform, row.id)
+            return Outcome("retry", f"transport error: {error.__class__.__name__}")
+
+    def record(self, outcomes: list[tuple[Claimed, Outcome]], figures: RoundFigures) -> None:
+        """Every outcome of a round in one transaction, each only if this worker still holds
+        its row (a row whose lease ran out may be someone else's now)."""
+        now = self.clock()
+        with self.db.write() as session:
+            def finish(row: Claimed, **values) -> bool:
+                result = session.execute(
+                    update(Delivery).where(Delivery.id == row.id,
+                                           Delivery.claimed_by == self.name,
+                                           Delivery.state == "pending")
+                    .values(claimed_by=None, claimed_until=None, **values)
+                    .execution_options(synchronize_session=False)
+                )
+                return result.rowcount == 1
+
+            for row, outcome in outcomes:
+                tries = row.attempts + 1
+                detail = outcome.detail[:300]
+                if outcome.status == "delivered":
+                    if finish(row, state="sent", attempts=tries, finished_at=now,
+                              last_error=None):
+                        figures.sent += 1
+                elif outcome.status == "gone":
+                    if finish(row, state="dropped", finished_at=now, last_error=detail):
+                        figures.dropped += 1
+                elif outcome.status == "permanent":
+                    if finish(row, state="dead", attempts=tries, finished_at=now,
+                              last_error=detail):
+                        figures.dead += 1
+                        figures.deactivated += self._deactivate(session, row, detail, now,
+                                                                figures)
+                    log.warning("delivery %d to %s device %s refused for good: %s", row.id,
+                                row.platform, row.device_id, detail)
+                elif tries >= self.max_attempts:
+                    if finish(row, state="dead", attempts=tries, finished_at=now,
+                              last_error=detail):
+                        figures.dead += 1
+                    log.warning("delivery %d to %s device %s dead-lettered after %d tries: %s",
+                                row.id, row.platform, row.device_id, tries, detail)
+                else:
+                    wait_s = backoff_s(tries, self.rng)
+                    if outcome.retry_after_s is not None:
+                        wait_s = max(wait_s, min(outcome.retry_after_s, MAX_RETRY_AFTER_S))
+                    if finish(row, attempts=tries, last_error=detail,
+                              due_at=now + timedelta(seconds=wait_s)):
+                        figures.retried += 1
+                    log.info("delivery %d to %s device %s failed (%s); try %d in %.0f s",
+                             row.id, row.platform, row.device_id, detail, tries + 1, wait_s)
+
+    def _deactivate(self, session, row: Claimed, reason: str, now: datetime,
+                    figures: RoundFigures) -> int:
+        """A device that can never be reached: no more pushes, and what waits for it goes."""
+        changed = session.execute(
+            update(Device).where(Device.id == row.device_id, Device.active.is_(True))
+            .values(active=False, deactivated_reason=reason[:200], updated_at=now)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        dropped = session.execute(
+            update(Delivery).where(Delivery.device_id == row.device_id,
+                                   Delivery.state == "pending", Delivery.id != row.id)
+            .values(state="dropped", finished_at=now, last_error="device deactivated",
+                    claimed_by=None, claimed_until=None)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        figures.dropped += dropped
+        return changed
+
+
+def transports_from_settings(settings: Settings) -> dict[str, Transport]:
+    """One transport per platform the settings make possible. Webhooks always are; FCM needs a
+    service-account key, Web Push a VAPID key and subject (without them those deliveries are
+    retried, then dead-lettered, and the log says why)."""
+    found: dict[str, Transport] = {
+        "webhook": WebhookTransport(allow_private=settings.webhook_allow_private),
+    }
+    if settings.fcm_credentials:
+        found["fcm"] = FcmTransport.from_service_account_file(
+            settings.fcm_credentials, base_url=settings.fcm_url
+        )
+    if settings.vapid_private_key and settings.vapid_subject:
+        found["webpush"] = WebPushTransport(
+            vapid_private_key=settings.vapid_private_key, vapid_subject=settings.vapid_subject,
+            allow_private=settings.webhook_allow_private,
+        )
+    for platform in ("fcm", "webpush"):
+        if platform not in found:
+            log.warning("no %s transport configured: %s deliveries will wait and then be "
+                        "dead-lettered", platform, platform)
+    return found
