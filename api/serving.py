@@ -21,7 +21,12 @@ import click
 
 from api import create_app, http, schemas
 from blockwatch import cli as blockwatch_cli
-from blockwatch.delivery.worker import DEFAULT_BATCH, Worker, transports_from_settings
+from blockwatch.delivery.worker import (
+    DEFAULT_BATCH,
+    DEFAULT_LEASE_S,
+    Worker,
+    transports_from_settings,
+)
 from blockwatch.domain import Alert
 
 
@@ -78,7 +83,10 @@ def serve_command(host: str, port: int, workers: int, threads: int) -> None:
               type=click.IntRange(1, 5000), help="deliveries claimed per round")
 @click.option("--idle-s", default=1.0, show_default=True, type=click.FloatRange(0.05, 60),
               help="rest between rounds when nothing is due")
-def worker_command(once: bool, batch_size: int, idle_s: float) -> None:
+@click.option("--lease-s", default=DEFAULT_LEASE_S, show_default=True,
+              type=click.FloatRange(0.1, 3600),
+              help="how long claimed deliveries stay this worker's (then another may retry them)")
+def worker_command(once: bool, batch_size: int, idle_s: float, lease_s: float) -> None:
     """Deliver queued alerts and cancellations to devices (FCM, Web Push, webhooks).
 
     Exits 0 whatever the receivers answered: failures are retried, dead-lettered or deactivate
@@ -88,7 +96,7 @@ def worker_command(once: bool, batch_size: int, idle_s: float) -> None:
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     db = blockwatch_cli._database()
     worker = Worker(db, transports_from_settings(db.settings), render=render_alert,
-                    batch_size=batch_size)
+                    batch_size=batch_size, lease_s=lease_s)
     try:
         if once:
             figures = worker.drain()
