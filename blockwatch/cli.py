@@ -176,6 +176,19 @@ def purge_tombstones_command(older_than_days: int | None) -> None:
         click.echo(f"{forgotten} pushed mutation result(s) older than {days} days forgotten")
 
 
+@cli.command("purge-deliveries")
+@click.option("--older-than-days", type=click.IntRange(min=1), default=30, show_default=True,
+              help="Keep finished deliveries younger than this (dead letters included).")
+def purge_deliveries_command(older_than_days: int) -> None:
+    """Forget push deliveries that finished long ago (never those still waiting)."""
+    from datetime import UTC, datetime, timedelta
+
+    from blockwatch.delivery.outbox import purge_finished
+
+    purged = purge_finished(_database(), datetime.now(UTC) - timedelta(days=older_than_days))
+    click.echo(f"{purged} finished deliveries older than {older_than_days} days forgotten")
+
+
 @cli.command("sync")
 @click.option("--server", required=True, help="The server's base URL, e.g. http://127.0.0.1:8000")
 @click.option("--replica", required=True, type=click.Path(dir_okay=False),

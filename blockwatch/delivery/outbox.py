@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 import shapely
-from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 import geo
@@ -187,6 +187,18 @@ def _insert(session: Session, rows: Iterable[dict]) -> None:
             batch = []
     if batch:
         session.execute(insert(Delivery), batch)
+
+
+def purge_finished(db: Database, older_than: datetime) -> int:
+    """Forget deliveries that finished (sent, dead, withdrawn, dropped) before ``older_than``:
+    an alert to a dense city writes one row per device, so the outbox must not keep them all
+    forever. Pending rows are never touched. Returns how many."""
+    with db.write() as session:
+        return session.execute(
+            delete(Delivery).where(Delivery.state != "pending",
+                                   Delivery.finished_at < older_than)
+            .execution_options(synchronize_session=False)
+        ).rowcount
 
 
 # -- what an operator watches --------------------------------------------------------------

@@ -235,3 +235,26 @@ def test_targets_match_brute_force(place, circles, where):
             expected.add(device)
     alert = post(db, group, captain, location=location)
     assert targeted(db, alert.id) - unsure == expected
+
+
+def test_purge_deliveries_forgets_only_old_finished_rows(place):
+    from click.testing import CliRunner
+
+    from blockwatch.cli import cli
+
+    db, group, captain = place
+    for _ in range(4):
+        subscribe(db, area=(LON, LAT, 1000))
+    post(db, group, captain, location=(LON, LAT))
+    old = datetime.now(UTC) - timedelta(days=40)
+    ids = [row.id for row in deliveries(db)]
+    with db.write() as session:
+        for key, state, finished in ((ids[0], "sent", old), (ids[1], "dead", old),
+                                     (ids[2], "sent", datetime.now(UTC))):
+            session.execute(update(Delivery).where(Delivery.id == key)
+                            .values(state=state, finished_at=finished))
+    result = CliRunner().invoke(cli, ["purge-deliveries"], env={
+        "BLOCKWATCH_DATABASE_URL": db.engine.url.render_as_string(hide_password=False)})
+    assert result.exit_code == 0, result.output
+    assert "2 finished deliveries older than 30 days forgotten" in result.output
+    assert [row.id for row in deliveries(db)] == ids[2:]
