@@ -94,6 +94,8 @@ def worker_command(once: bool, batch_size: int, idle_s: float, lease_s: float) -
     """
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    # httpx logs every request's url at INFO: webhook urls are the receivers' secrets.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     db = blockwatch_cli._database()
     worker = Worker(db, transports_from_settings(db.settings), render=render_alert,
                     batch_size=batch_size, lease_s=lease_s)

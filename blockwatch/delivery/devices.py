@@ -76,11 +76,17 @@ def update_device(db: Database, device_id: str, secret: str | None, *,
     now = now or datetime.now(UTC)
     if subscription is not None:
         subscription = check_subscription(subscription)
+    if push is not None:
+        # Checked before the write transaction: a url's host is looked up in DNS, which may
+        # take seconds, and on SQLite the write transaction holds the database's only write
+        # lock. The platform it is checked against never changes.
+        with db.read() as session:
+            platform = _owned(session, device_id, secret, lock=False).platform
+        push = check_push(platform, push, allow_private=db.settings.webhook_allow_private)
     with db.write() as session:
         row = _owned(session, device_id, secret)
         if push is not None:
-            row.push = check_push(row.platform, push,
-                                  allow_private=db.settings.webhook_allow_private)
+            row.push = push
             row.active, row.deactivated_reason = True, None
         if subscription is not None:
             _check_groups_exist(session, subscription["group_ids"])
@@ -102,7 +108,7 @@ def delete_device(db: Database, device_id: str, secret: str | None) -> None:
 def get_device(db: Database, device_id: str, secret: str | None) -> DeviceView:
     """A device as its owner sees it."""
     with db.read() as session:
-        return _view(_owned(session, device_id, secret))
+        return _view(_owned(session, device_id, secret, lock=False))
 
 
 # -- checks --------------------------------------------------------------------------------
@@ -205,7 +211,10 @@ def _check_quiet_hours(quiet: dict) -> dict:
                                     "must differ from start (quiet hours would be empty)")
     tz = quiet.get("tz")
     try:
-        if not isinstance(tz, str) or not tz:
+        # "localtime" and the posix/right trees name the server's clock or its variants, not
+        # a place: a device's quiet hours must not move with the server.
+        if not isinstance(tz, str) or not tz or tz == "localtime" \
+                or tz.startswith(("posix/", "right/")):
             raise ZoneInfoNotFoundError(tz)
         ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError):
@@ -299,16 +308,18 @@ def _follow(session: Session, device_id: str, group_ids: list[str]) -> None:
     session.add_all(DeviceGroup(device_id=device_id, group_id=key) for key in group_ids)
 
 
-def _owned(session: Session, device_id: str, secret: str | None) -> Device:
-    """The device, locked for change, if ``secret`` is its secret; a wrong secret and an
-    unknown id answer alike (401), so secrets cannot be used to probe for ids."""
+def _owned(session: Session, device_id: str, secret: str | None, *,
+           lock: bool = True) -> Device:
+    """The device (locked for change unless not ``lock``) if ``secret`` is its secret; a
+    wrong secret and an unknown id answer alike (401), so secrets cannot be used to probe
+    for ids."""
     if not secret:
         raise NotAuthenticated("send the device secret as Authorization: Bearer <secret>")
     try:
         key = existing_id(device_id, "device")
     except NotFound:
         raise NotAuthenticated("unknown device or wrong device secret") from None
-    row = session.get(Device, key, with_for_update=True)
+    row = session.get(Device, key, with_for_update=lock)
     if row is None or not hmac.compare_digest(row.secret_sha256, _sha256(secret)):
         raise NotAuthenticated("unknown device or wrong device secret")
     return row

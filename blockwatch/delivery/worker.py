@@ -9,7 +9,11 @@ transaction:
 * permanent (an unregistered token, a 404/410 subscription): the row is dead-lettered, the
   device deactivated, and what else was queued for it dropped;
 * otherwise retried with exponential backoff and jitter (at least what ``Retry-After`` asked),
-  and dead-lettered after ``max_attempts`` tries.
+  and dead-lettered after ``max_attempts`` tries;
+* an alert that expired while held (quiet hours) is dropped, not sent.
+
+Sends run ``concurrency`` at a time (receivers may be slow), and a round stops sending when
+most of its lease is spent: what is left is released unsent, for the next round.
 
 A worker that dies mid-round leaves its rows claimed; when the lease runs out another round
 takes them again. A message may then go out twice, always under the same idempotency key
@@ -22,9 +26,11 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -50,6 +56,10 @@ log = logging.getLogger("blockwatch.delivery")
 
 DEFAULT_BATCH = 100
 DEFAULT_LEASE_S = 120.0
+#: Receivers are slow (a webhook may take its whole timeout): a round sends this many at once.
+DEFAULT_CONCURRENCY = 16
+#: The part of a lease a round may spend sending; the rest is margin for recording.
+LEASE_SPENDABLE = 0.75
 BASE_DELAY_S = 30.0
 MAX_DELAY_S = 6 * 3600.0
 #: Longest a receiver's Retry-After is honoured (a broken header must not park a row for days).
@@ -84,6 +94,7 @@ class RoundFigures:
     dead: int = 0
     deactivated: int = 0
     dropped: int = 0
+    released: int = 0
 
 
 class Worker:
@@ -99,13 +110,14 @@ class Worker:
         clock: Callable[[], datetime] | None = None,
         batch_size: int = DEFAULT_BATCH,
         lease_s: float = DEFAULT_LEASE_S,
+        concurrency: int = DEFAULT_CONCURRENCY,
         max_attempts: int | None = None,
         rng: random.Random | None = None,
         name: str | None = None,
     ) -> None:
         self.db, self.transports, self.render = db, dict(transports), render
         self.clock = clock or (lambda: datetime.now(UTC))
-        self.batch_size, self.lease_s = batch_size, lease_s
+        self.batch_size, self.lease_s, self.concurrency = batch_size, lease_s, concurrency
         self.max_attempts = max_attempts or db.settings.delivery_max_attempts
         self.rng = rng or random.Random()
         self.name = name or str(uuid.uuid4())
@@ -113,24 +125,34 @@ class Worker:
 
     # -- rounds --------------------------------------------------------------------------
     def run_once(self) -> RoundFigures:
-        """Claim up to ``batch_size`` due rows, send them, record what happened."""
+        """Claim up to ``batch_size`` due rows, send them (``concurrency`` at a time), record
+        what happened. Rows not sent before most of the lease has passed are released
+        unsent, so a slow round never outlives its claim (another worker would then send
+        them too)."""
         claimed = self.claim()
         figures = RoundFigures(claimed=len(claimed))
         if not claimed:
             return figures
+        deadline = time.monotonic() + self.lease_s * LEASE_SPENDABLE
         now = self.clock()
         alerts = alert_services.views_by_id(
             self.db, ANONYMOUS, sorted({row.alert_id for row in claimed}), now
         )
-        outcomes: list[tuple[Claimed, Outcome]] = []
-        for row in claimed:
-            outcomes.append((row, self._send(row, alerts.get(row.alert_id))))
+
+        def send(row: Claimed) -> Outcome:
+            if time.monotonic() > deadline:
+                return Outcome("released", "the round ran out of its lease")
+            return self._send(row, alerts.get(row.alert_id))
+
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(claimed)),
+                                thread_name_prefix="delivery") as pool:
+            outcomes = list(zip(claimed, pool.map(send, claimed), strict=True))
         self.record(outcomes, figures)
-        for name in ("sent", "retried", "dead", "deactivated", "dropped"):
+        for name in ("sent", "retried", "dead", "deactivated", "dropped", "released"):
             self.totals[name] += getattr(figures, name)
         log.info("delivery round: claimed=%d sent=%d retried=%d dead=%d deactivated=%d "
-                 "dropped=%d", figures.claimed, figures.sent, figures.retried, figures.dead,
-                 figures.deactivated, figures.dropped)
+                 "dropped=%d released=%d", figures.claimed, figures.sent, figures.retried,
+                 figures.dead, figures.deactivated, figures.dropped, figures.released)
         return figures
 
     def drain(self) -> RoundFigures:
@@ -186,6 +208,10 @@ class Worker:
     def _send(self, row: Claimed, alert: Alert | None) -> Outcome:
         if alert is None:  # deleted with its group since it was queued
             return Outcome("gone", "the alert no longer exists")
+        if row.kind == "alert" and alert.status != "active":
+            # Held by quiet hours past its expiry (a cancellation withdraws rows itself):
+            # news of an alert that is over is noise.
+            return Outcome("gone", f"the alert is {alert.status}")
         transport = self.transports.get(row.platform)
         if transport is None:
             return Outcome("retry", f"no {row.platform} transport is configured")
@@ -215,7 +241,10 @@ class Worker:
             for row, outcome in outcomes:
                 tries = row.attempts + 1
                 detail = outcome.detail[:300]
-                if outcome.status == "delivered":
+                if outcome.status == "released":
+                    if finish(row):
+                        figures.released += 1
+                elif outcome.status == "delivered":
                     if finish(row, state="sent", attempts=tries, finished_at=now,
                               last_error=None):
                         figures.sent += 1

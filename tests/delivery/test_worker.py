@@ -332,3 +332,33 @@ def test_a_worker_killed_mid_batch_and_restarted_misses_no_one(place, receiver):
     assert set(counts) == {f"{alert.id}:{device}:alert" for device in devices}
     assert sum(counts.values()) - count <= batch  # only the killed batch can repeat
     assert {row.state for row in deliveries(db)} == {"sent"}
+
+
+def test_a_round_releases_what_it_cannot_send_within_its_lease(place, receiver):
+    db, group, captain = place
+    for index in range(5):
+        subscribe(db, area=(LON, LAT, 1000), url=receiver.url(f"d{index}"))
+    post(db, group, captain)
+    receiver.delay_s = 0.1
+    work = worker(db, Clock(), lease_s=0.2, concurrency=1)
+    first = work.run_once()
+    assert first.sent >= 1 and first.released >= 1 and first.sent + first.released == 5
+    released = [row for row in deliveries(db) if row.state == "pending"]
+    assert len(released) == first.released and {row.attempts for row in released} == {0}
+    work.lease_s = 60
+    assert work.run_once().sent == first.released
+    assert sorted(Counter(receiver.keys()).values()) == [1] * 5
+
+
+def test_an_alert_that_expired_while_held_is_dropped_not_sent(place, receiver):
+    db, group, captain = place
+    night = datetime(2026, 11, 25, 7, 0, tzinfo=UTC)  # 23:00 in Seattle
+    subscribe(db, area=(LON, LAT, 1000), url=receiver.url("sleepy"),
+              quiet=("22:00", "07:00", "America/Los_Angeles"))
+    post(db, group, captain, now=night, severity="moderate",
+         expires_at=night + timedelta(hours=1))
+    work = worker(db, Clock(datetime(2026, 11, 25, 15, 0, tzinfo=UTC)))
+    assert work.run_once().dropped == 1
+    assert receiver.requests() == []
+    [row] = deliveries(db)
+    assert row.state == "dropped" and "expired" in row.last_error
