@@ -65,9 +65,10 @@ def targets_of(session: Session, alert: AlertRow, now: datetime) -> list[Target]
     )
     columns = (Device.id, Device.platform, Device.quiet_start_min, Device.quiet_end_min,
                Device.quiet_tz)
+    # The boundary itself (it may be large) is read only if some device needs measuring.
     group = session.execute(
-        select(Group.boundary_geojson, Group.min_lon, Group.min_lat, Group.max_lon,
-               Group.max_lat).where(Group.id == alert.group_id)
+        select(Group.min_lon, Group.min_lat, Group.max_lon, Group.max_lat)
+        .where(Group.id == alert.group_id)
     ).one()
     point = None
     min_lon, min_lat, max_lon, max_lat = group.min_lon, group.min_lat, group.max_lon, \
@@ -95,7 +96,9 @@ def targets_of(session: Session, alert: AlertRow, now: datetime) -> list[Target]
                                  np.full(len(rows), point[1])) <= radii
         rest = np.flatnonzero(~hit)
         if rest.size:
-            boundary = shapely.from_geojson(group.boundary_geojson)
+            boundary = shapely.from_geojson(session.scalar(
+                select(Group.boundary_geojson).where(Group.id == alert.group_id)
+            ))
             hit[rest] = geo.distances_from_points_m(lons[rest], lats[rest], boundary) \
                 <= radii[rest]
         found = {row.id: row for row, taken in zip(rows, hit, strict=True) if taken}
