@@ -54,6 +54,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """A Blockwatch app. ``config`` may set ``BLOCKWATCH_DATABASE_URL`` (else the environment's)
     and any Flask setting; ``database`` may hand over a ready :class:`Database`."""
     from api.resources import alerts, devices, groups, service, sync, tips
+    from api.resources import stream as _stream  # noqa: F401  (adds /alerts/stream)
 
     config = dict(config or {})
     app = Flask(__name__)

@@ -29,8 +29,11 @@ from blockwatch.delivery.worker import (
 )
 from blockwatch.domain import Alert
 
+#: Each open live stream (GET /v1/alerts/stream) holds a thread for as long as it is open.
+DEFAULT_THREADS = 16
 
-def serve(host: str, port: int, workers: int = 2, threads: int = 4) -> None:
+
+def serve(host: str, port: int, workers: int = 2, threads: int = DEFAULT_THREADS) -> None:
     """Serve ``api.create_app()`` until interrupted."""
     if importlib.util.find_spec("gunicorn") is None:
         print(
@@ -63,8 +66,9 @@ def serve(host: str, port: int, workers: int = 2, threads: int = 4) -> None:
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(min=1),
               help="gunicorn worker processes")
-@click.option("--threads", default=4, show_default=True, type=click.IntRange(min=1),
-              help="threads per gunicorn worker")
+@click.option("--threads", default=DEFAULT_THREADS, show_default=True,
+              type=click.IntRange(min=1),
+              help="threads per gunicorn worker (each open live stream holds one)")
 def serve_command(host: str, port: int, workers: int, threads: int) -> None:
     """Serve the HTTP API on HOST:PORT (gunicorn when installed)."""
     db = blockwatch_cli._database()

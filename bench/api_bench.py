@@ -6,8 +6,9 @@ What it measures:
 * **``GET /v1/groups/nearby`` against bare Flask.** A SQLite database (in a temporary
   directory) gets N synthetic city blocks (``geo_bench.make_blocks``, default 100,000) through
   ``blockwatch.groups.create_groups`` in chunks of 10,000; the build is timed. Two gunicorn
-  servers run side by side with the same setup (gthread, 2 workers, 4 threads, 127.0.0.1, as
-  ``blockwatch serve`` runs it but without its access log): (a) our app, ``api:create_app()``,
+  servers run side by side with the same setup (gthread, 2 workers, 4 threads, 127.0.0.1, no
+  access log; ``blockwatch serve`` gives each worker more threads, for live streams): (a) our
+  app, ``api:create_app()``,
   and (b) a bare Flask app with one route that ``json.dumps`` a captured response of (a) on
   every request (the response of median size over the first query points), so both send the
   same bytes. Both are warmed up on fresh connections (each worker builds its spatial index on

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -105,6 +105,11 @@ class Database:
         finally:
             if self._spatial is not None:
                 self._spatial.mark_stale()
+
+    def on_commit(self, callback: Callable[[Session], None]) -> None:
+        """Call ``callback`` after every commit of a :meth:`write` transaction in this process
+        (live streams wake on it instead of waiting for their next poll)."""
+        event.listen(self._writer, "after_commit", callback)
 
     def migrate(self) -> None:
         """Bring the schema up to the newest migration and make sure the change counter exists."""
