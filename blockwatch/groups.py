@@ -18,7 +18,7 @@ from typing import Any
 
 import shapely
 from shapely.geometry.base import BaseGeometry
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 import geo
@@ -38,7 +38,7 @@ from blockwatch.domain import (
     PreconditionFailed,
     ValidationError,
 )
-from blockwatch.models import Alert, Membership
+from blockwatch.models import Alert, Delivery, Membership
 from blockwatch.models import Group as GroupRow
 from blockwatch.paging import decode_next, encode_next
 from geo.coordinates import finite_number
@@ -257,6 +257,10 @@ def delete_group(db: Database, actor: Actor, group_id: str) -> None:
         if row is None:
             raise NotFound(f"no group {group_id}")
         alert_ids = session.scalars(select(Alert.id).where(Alert.group_id == group_id)).all()
+        # The outbox has no foreign keys (see blockwatch.models.Delivery): its rows go here.
+        session.execute(delete(Delivery).where(Delivery.alert_id.in_(
+            select(Alert.id).where(Alert.group_id == group_id)
+        )))
         for alert_id in alert_ids:
             changelog.tombstone(session, "alert", alert_id, group_id)
         changelog.tombstone(session, "group", group_id, group_id)

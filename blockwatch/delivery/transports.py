@@ -331,6 +331,10 @@ def verify_signature(
     return any(matches)
 
 
+#: Bytes of a webhook's answer read (and dropped) so its connection can be reused.
+MAX_ANSWER_READ = 64 * 1024
+
+
 class WebhookTransport:
     """POST the message as signed JSON to a webhook url (API.md "Devices and push")."""
 
@@ -373,7 +377,9 @@ class WebhookTransport:
         }
         try:
             # Streamed so a receiver cannot make us read a large answer: only status and headers
-            # count. A redirect is not followed: its target never passed the url check.
+            # count. A small answer is read to its end all the same, which is what lets the
+            # connection go back to the pool (one TLS handshake per receiver, not per
+            # delivery). A redirect is not followed: its target never passed the url check.
             with self._client.stream(
                 "POST",
                 url,
@@ -384,6 +390,11 @@ class WebhookTransport:
             ) as response:
                 status = response.status_code
                 retry_after = response.headers.get("Retry-After")
+                read = 0
+                for chunk in response.iter_raw():
+                    read += len(chunk)
+                    if read > MAX_ANSWER_READ:
+                        break
         except httpx.TimeoutException:
             return _retry("timeout")
         except httpx.HTTPError as exc:

@@ -83,7 +83,7 @@ class Claimed:
     kind: str
     platform: str
     attempts: int
-    push: dict
+    push: dict | None  # None: the device was removed since the row was queued
 
 
 @dataclass
@@ -203,11 +203,13 @@ class Worker:
                 .where(Device.id.in_({row.device_id for row in rows}))
             ).all())
         return [Claimed(row.id, row.alert_id, row.device_id, row.kind, row.platform,
-                        row.attempts, pushes.get(row.device_id) or {}) for row in rows]
+                        row.attempts, pushes.get(row.device_id)) for row in rows]
 
     def _send(self, row: Claimed, alert: Alert | None) -> Outcome:
         if alert is None:  # deleted with its group since it was queued
             return Outcome("gone", "the alert no longer exists")
+        if row.push is None:
+            return Outcome("gone", "the device no longer exists")
         if row.kind == "alert" and alert.status != "active":
             # Held by quiet hours past its expiry (a cancellation withdraws rows itself):
             # news of an alert that is over is noise.
@@ -238,16 +240,29 @@ class Worker:
                 )
                 return result.rowcount == 1
 
+            # Deliveries that went through, the bulk of a round, are recorded in one statement
+            # per number of earlier tries (usually one: none).
+            sent: dict[int, list[int]] = {}
+            for row, outcome in outcomes:
+                if outcome.status == "delivered":
+                    sent.setdefault(row.attempts + 1, []).append(row.id)
+            for tries, ids in sent.items():
+                figures.sent += session.execute(
+                    update(Delivery).where(Delivery.id.in_(ids),
+                                           Delivery.claimed_by == self.name,
+                                           Delivery.state == "pending")
+                    .values(claimed_by=None, claimed_until=None, state="sent", attempts=tries,
+                            finished_at=now, last_error=None)
+                    .execution_options(synchronize_session=False)
+                ).rowcount
             for row, outcome in outcomes:
                 tries = row.attempts + 1
                 detail = outcome.detail[:300]
+                if outcome.status == "delivered":
+                    continue
                 if outcome.status == "released":
                     if finish(row):
                         figures.released += 1
-                elif outcome.status == "delivered":
-                    if finish(row, state="sent", attempts=tries, finished_at=now,
-                              last_error=None):
-                        figures.sent += 1
                 elif outcome.status == "gone":
                     if finish(row, state="dropped", finished_at=now, last_error=detail):
                         figures.dropped += 1

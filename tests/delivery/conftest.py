@@ -66,6 +66,7 @@ class Received:
     path: str
     headers: dict[str, str]
     body: bytes
+    client_port: int = 0
 
     @property
     def json(self) -> dict:
@@ -107,6 +108,8 @@ def receiver() -> Iterator[Receiver]:
     holder: dict[str, Receiver] = {}
 
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as real receivers do
+
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length)
@@ -114,7 +117,8 @@ def receiver() -> Iterator[Receiver]:
             if found.delay_s:
                 time.sleep(found.delay_s)
             with found.lock:
-                found.received.append(Received(self.path, dict(self.headers.items()), body))
+                found.received.append(Received(self.path, dict(self.headers.items()), body,
+                                               self.client_address[1]))
             status, headers = found.statuses.get(self.path, (204, {}))
             self.send_response(status)
             for name, value in headers.items():

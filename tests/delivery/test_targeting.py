@@ -258,3 +258,16 @@ def test_purge_deliveries_forgets_only_old_finished_rows(place):
     assert result.exit_code == 0, result.output
     assert "2 finished deliveries older than 30 days forgotten" in result.output
     assert [row.id for row in deliveries(db)] == ids[2:]
+
+
+def test_deleting_a_group_takes_its_alerts_deliveries_along(place):
+    from blockwatch import groups
+
+    db, group, captain = place
+    other = factories.group(db, name="Next door", lon=LON + 0.01, lat=LAT)
+    other_captain = factories.actor(db, "Other captain", "coordinator", other.id)
+    subscribe(db, area=(LON, LAT, 3000))
+    post(db, group, captain, location=(LON, LAT))
+    kept = post(db, other, other_captain, location=(LON + 0.01, LAT))
+    groups.delete_group(db, factories.admin(db), group.id)
+    assert {row.alert_id for row in deliveries(db)} == {kept.id}

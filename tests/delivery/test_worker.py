@@ -362,3 +362,13 @@ def test_an_alert_that_expired_while_held_is_dropped_not_sent(place, receiver):
     assert receiver.requests() == []
     [row] = deliveries(db)
     assert row.state == "dropped" and "expired" in row.last_error
+
+
+def test_webhook_deliveries_reuse_their_connection(place, receiver):
+    db, group, captain = place
+    for index in range(6):
+        subscribe(db, area=(LON, LAT, 1000), url=receiver.url(f"d{index}"))
+    post(db, group, captain)
+    worker(db, Clock(), concurrency=1).run_once()
+    ports = {item.client_port for item in receiver.requests()}
+    assert len(receiver.requests()) == 6 and len(ports) == 1

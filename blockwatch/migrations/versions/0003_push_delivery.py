@@ -83,8 +83,6 @@ def upgrade() -> None:
         sa.Column("created_at", blockwatch.types.UTCDateTime(timezone=True), nullable=False),
         sa.Column("finished_at", blockwatch.types.UTCDateTime(timezone=True), nullable=True),
         sa.CheckConstraint("kind IN ('alert', 'cancel')", name="ck_deliveries_kind"),
-        sa.ForeignKeyConstraint(["alert_id"], ["alerts.id"], ondelete="CASCADE"),
-        sa.ForeignKeyConstraint(["device_id"], ["devices.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("alert_id", "device_id", "kind", name="uq_deliveries_message"),
     )
