@@ -297,7 +297,10 @@ class Delivery(Base):
 
     __tablename__ = "deliveries"
     __table_args__ = (
-        UniqueConstraint("alert_id", "device_id", "kind", name="uq_deliveries_message"),
+        # By alert, not unique by (alert, device): every row of a fan-out shares the alert, so
+        # this index grows at its end; a message is written once by construction (a post is
+        # idempotent, a cancellation happens once under the alert's row lock).
+        Index("ix_deliveries_alert", "alert_id", "kind"),
         CheckConstraint("kind IN ('alert', 'cancel')", name="ck_deliveries_kind"),
         Index("ix_deliveries_due", "state", "due_at"),
         Index("ix_deliveries_device", "device_id", "state"),

@@ -37,7 +37,7 @@ from blockwatch.domain import (
 from blockwatch.models import Alert as AlertRow
 from blockwatch.models import Delivery, Device, DeviceGroup, Group
 
-#: Ids per statement when cancelling an alert withdraws its unsent deliveries.
+#: Ids per statement in lists of ids (withdrawn deliveries, a group's followers).
 INSERT_BATCH = 5000
 DEAD_LETTERS_SHOWN = 50
 
@@ -102,13 +102,16 @@ def targets_of(session: Session, alert: AlertRow, now: datetime) -> list[Target]
                 <= radii[rest]
         found = {candidates[index][0]: candidates[index]
                  for index in np.flatnonzero(hit).tolist()}
-    # Followers are few: the query starts from the group's followers, whatever the planner
-    # knows about the tables.
-    for row in connection.execute(select(*columns).where(
-        Device.id.in_(select(DeviceGroup.device_id)
-                      .where(DeviceGroup.group_id == alert.group_id)), *wants,
-    )):
-        found.setdefault(row[0], row)
+    # Followers are fewer than the devices of an area: read by id from the group's list, so
+    # no planner starts from every active device instead.
+    followers = connection.execute(
+        select(DeviceGroup.device_id).where(DeviceGroup.group_id == alert.group_id)
+    ).scalars().all()
+    for start in range(0, len(followers), INSERT_BATCH):
+        for row in connection.execute(select(*columns).where(
+            Device.id.in_(followers[start:start + INSERT_BATCH]), *wants,
+        )):
+            found.setdefault(row[0], row)
     urgent = alert.severity in URGENT_SEVERITIES
     quiet_ends: dict[tuple, datetime] = {}
     targets = []
@@ -195,13 +198,30 @@ def _insert(session: Session, rows: list[tuple]) -> None:
     names = ", ".join(_INSERTED)
     table = Delivery.__tablename__
     if connection.dialect.name == "postgresql":
+        # COPY's text format, written whole: ids, kinds and platforms hold no tab, newline
+        # or backslash (they are checked UUIDs and fixed words), and each time is formatted
+        # once.
+        texts: dict[datetime, str] = {}
+
+        def text_of(value: datetime) -> str:
+            found = texts.get(value)
+            if found is None:
+                found = texts[value] = value.isoformat()
+            return found
+
+        data = "".join(
+            f"{alert}\t{device}\t{kind}\t{platform}\t{state}\t{text_of(due)}\t{attempts}"
+            f"\t{text_of(created)}\n"
+            for alert, device, kind, platform, state, due, attempts, created in rows
+        )
         with driver.cursor() as cursor, cursor.copy(
             f"COPY {table} ({names}) FROM STDIN"
         ) as copy:
-            for row in rows:
-                copy.write_row(row)
+            copy.write(data)
         return
-    to_database = Delivery.__table__.c.due_at.type.bind_processor(connection.dialect)
+    # The dialect's own processor: the same text SQLAlchemy stores, so comparisons hold.
+    to_database = Delivery.__table__.c.due_at.type.dialect_impl(
+        connection.dialect).bind_processor(connection.dialect)
     stored: dict[datetime, object] = {}
 
     def time_of(value: datetime) -> object:

@@ -114,11 +114,13 @@ def receiver() -> Iterator[Receiver]:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length)
             found = holder["receiver"]
-            if found.delay_s:
-                time.sleep(found.delay_s)
+            # Recorded on arrival, then answered after the delay: a worker killed while it
+            # waits has sent what is recorded here.
             with found.lock:
                 found.received.append(Received(self.path, dict(self.headers.items()), body,
                                                self.client_address[1]))
+            if found.delay_s:
+                time.sleep(found.delay_s)
             status, headers = found.statuses.get(self.path, (204, {}))
             self.send_response(status)
             for name, value in headers.items():
