@@ -292,7 +292,10 @@ class Delivery(Base):
     No foreign keys: an alert to a dense city writes tens of thousands of rows at once, and a
     key check per row (two, on PostgreSQL row triggers) costs more than the write itself. Who
     deletes a device or a group's alerts deletes their deliveries in the same transaction,
-    and the worker treats a delivery whose alert or device is gone as dropped.
+    and the worker treats a delivery whose alert or device is gone as dropped. For the same
+    reason there is no index by device: a deactivated device's deliveries are dropped as the
+    worker reaches them, and unregistering finds the device's waiting rows through the
+    ``(state, due_at)`` index.
     """
 
     __tablename__ = "deliveries"
@@ -303,7 +306,6 @@ class Delivery(Base):
         Index("ix_deliveries_alert", "alert_id", "kind"),
         CheckConstraint("kind IN ('alert', 'cancel')", name="ck_deliveries_kind"),
         Index("ix_deliveries_due", "state", "due_at"),
-        Index("ix_deliveries_device", "device_id", "state"),
     )
 
     id: Mapped[int] = mapped_column(

@@ -101,7 +101,8 @@ def delete_device(db: Database, device_id: str, secret: str | None) -> None:
     """Unregister a device: it gets nothing more (what was queued for it goes with it)."""
     with db.write() as session:
         row = _owned(session, device_id, secret)
-        session.execute(delete(Delivery).where(Delivery.device_id == row.id))
+        session.execute(delete(Delivery).where(Delivery.state == "pending",
+                                               Delivery.device_id == row.id))
         session.delete(row)
 
 

@@ -83,7 +83,7 @@ class Claimed:
     kind: str
     platform: str
     attempts: int
-    push: dict | None  # None: the device was removed since the row was queued
+    push: dict | None  # None: the device was removed or deactivated since it was queued
 
 
 @dataclass
@@ -198,10 +198,12 @@ class Worker:
                         claimed_until=now + timedelta(seconds=self.lease_s))
                 .execution_options(synchronize_session=False)
             )
-            pushes = dict(session.execute(
-                select(Device.id, Device.push)
+            # A deactivated device's deliveries are dropped as they come up (no index by
+            # device: see blockwatch.models.Delivery).
+            pushes = {key: push for key, push, active in session.execute(
+                select(Device.id, Device.push, Device.active)
                 .where(Device.id.in_({row.device_id for row in rows}))
-            ).all())
+            ) if active}
         return [Claimed(row.id, row.alert_id, row.device_id, row.kind, row.platform,
                         row.attempts, pushes.get(row.device_id)) for row in rows]
 
@@ -209,7 +211,7 @@ class Worker:
         if alert is None:  # deleted with its group since it was queued
             return Outcome("gone", "the alert no longer exists")
         if row.push is None:
-            return Outcome("gone", "the device no longer exists")
+            return Outcome("gone", "the device is deactivated or unregistered")
         if row.kind == "alert" and alert.status != "active":
             # Held by quiet hours past its expiry (a cancellation withdraws rows itself):
             # news of an alert that is over is noise.
@@ -270,8 +272,7 @@ class Worker:
                     if finish(row, state="dead", attempts=tries, finished_at=now,
                               last_error=detail):
                         figures.dead += 1
-                        figures.deactivated += self._deactivate(session, row, detail, now,
-                                                                figures)
+                        figures.deactivated += self._deactivate(session, row, detail, now)
                     log.warning("delivery %d to %s device %s refused for good: %s", row.id,
                                 row.platform, row.device_id, detail)
                 elif tries >= self.max_attempts:
@@ -290,23 +291,14 @@ class Worker:
                     log.info("delivery %d to %s device %s failed (%s); try %d in %.0f s",
                              row.id, row.platform, row.device_id, detail, tries + 1, wait_s)
 
-    def _deactivate(self, session, row: Claimed, reason: str, now: datetime,
-                    figures: RoundFigures) -> int:
-        """A device that can never be reached: no more pushes, and what waits for it goes."""
-        changed = session.execute(
+    def _deactivate(self, session, row: Claimed, reason: str, now: datetime) -> int:
+        """A device that can never be reached: no more pushes (what waits for it is dropped as
+        the worker reaches it)."""
+        return session.execute(
             update(Device).where(Device.id == row.device_id, Device.active.is_(True))
             .values(active=False, deactivated_reason=reason[:200], updated_at=now)
             .execution_options(synchronize_session=False)
         ).rowcount
-        dropped = session.execute(
-            update(Delivery).where(Delivery.device_id == row.device_id,
-                                   Delivery.state == "pending", Delivery.id != row.id)
-            .values(state="dropped", finished_at=now, last_error="device deactivated",
-                    claimed_by=None, claimed_until=None)
-            .execution_options(synchronize_session=False)
-        ).rowcount
-        figures.dropped += dropped
-        return changed
 
 
 def transports_from_settings(settings: Settings) -> dict[str, Transport]:

@@ -87,14 +87,12 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("deliveries", schema=None) as batch_op:
         batch_op.create_index("ix_deliveries_alert", ["alert_id", "kind"], unique=False)
-        batch_op.create_index("ix_deliveries_device", ["device_id", "state"], unique=False)
         batch_op.create_index("ix_deliveries_due", ["state", "due_at"], unique=False)
 
 
 def downgrade() -> None:
     with op.batch_alter_table("deliveries", schema=None) as batch_op:
         batch_op.drop_index("ix_deliveries_due")
-        batch_op.drop_index("ix_deliveries_device")
         batch_op.drop_index("ix_deliveries_alert")
 
     op.drop_table("deliveries")
