@@ -102,28 +102,28 @@ def targets_of(session: Session, alert: AlertRow, now: datetime) -> list[Target]
                 <= radii[rest]
         found = {candidates[index][0]: candidates[index]
                  for index in np.flatnonzero(hit).tolist()}
-    # Followers are fewer than the devices of an area: read by id from the group's list, so
-    # no planner starts from every active device instead.
-    followers = connection.execute(
-        select(DeviceGroup.device_id).where(DeviceGroup.group_id == alert.group_id)
-    ).scalars().all()
-    for start in range(0, len(followers), INSERT_BATCH):
-        for row in connection.execute(select(*columns).where(
-            Device.id.in_(followers[start:start + INSERT_BATCH]), *wants,
-        )):
+    # Followers: from the group's list to each device by its key, the filters applied here
+    # (with them in SQL, SQLite's planner would rather walk the index of active devices).
+    for row in connection.execute(
+        select(*columns, Device.active, Device.min_severity_rank, Device.categories_mask)
+        .select_from(DeviceGroup).join(Device, Device.id == DeviceGroup.device_id)
+        .where(DeviceGroup.group_id == alert.group_id)
+    ):
+        active, min_rank, mask = row[-3:]
+        if active and min_rank <= rank and (mask == 0 or mask & bit):
             found.setdefault(row[0], row)
-    urgent = alert.severity in URGENT_SEVERITIES
+    if alert.severity in URGENT_SEVERITIES:
+        return [Target(row[0], row[1], now) for row in found.values()]
     quiet_ends: dict[tuple, datetime] = {}
-    targets = []
-    for device_id, platform, quiet_start, quiet_end, quiet_tz, *_ in found.values():
-        due = now
-        if quiet_tz is not None and not urgent:
-            quiet = (quiet_start, quiet_end, quiet_tz)
-            due = quiet_ends.get(quiet)
-            if due is None:
-                due = quiet_ends[quiet] = quiet_hours_end(quiet, now) or now
-        targets.append(Target(device_id, platform, due))
-    return targets
+
+    def due(quiet: tuple) -> datetime:
+        found = quiet_ends.get(quiet)
+        if found is None:
+            found = quiet_ends[quiet] = quiet_hours_end(quiet, now) or now
+        return found
+
+    return [Target(row[0], row[1], now if row[4] is None else due(row[2:5]))
+            for row in found.values()]
 
 
 def enqueue_alert(session: Session, alert: AlertRow, now: datetime) -> int:
