@@ -14,6 +14,9 @@ exactly with :mod:`geo`, all at once.
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import NamedTuple
@@ -134,10 +137,30 @@ def enqueue_alert(session: Session, alert: AlertRow, now: datetime) -> int:
     :mod:`blockwatch.changelog`: safe, because they take no lock another transaction could
     hold while it waits for the counter (the outbox has no foreign keys).
     """
-    targets = targets_of(session, alert, now)
-    _insert(session, [(alert.id, device_id, "alert", platform, "pending", due, 0, now)
-                      for device_id, platform, due in targets])
+    with _cyclic_gc_paused():
+        targets = targets_of(session, alert, now)
+        _insert(session, [(alert.id, device_id, "alert", platform, "pending", due, 0, now)
+                          for device_id, platform, due in targets])
     return len(targets)
+
+
+@contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """Hold Python's cycle collector while a fan-out builds its rows.
+
+    Tens of thousands of rows and tuples are allocated at once; each batch of allocations
+    would start a collection, and the older generations' walk the whole heap (the spatial
+    indexes included): measured, that was half the time of targeting 70,000 devices. The rows
+    hold no reference cycles (reference counting frees them), and the collector runs again
+    once the fan-out is written.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def enqueue_cancel(session: Session, alert_id: str, now: datetime) -> int:
