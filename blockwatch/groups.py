@@ -25,6 +25,7 @@ import geo
 from blockwatch import changelog
 from blockwatch.checks import check_limit, check_point, check_radius, check_uuid, existing_id
 from blockwatch.db import Database
+from blockwatch.delivery.devices import unfollow_group
 from blockwatch.domain import (
     Actor,
     Conflict,
@@ -256,11 +257,21 @@ def delete_group(db: Database, actor: Actor, group_id: str) -> None:
         row = session.get(GroupRow, group_id, with_for_update=True)
         if row is None:
             raise NotFound(f"no group {group_id}")
-        alert_ids = session.scalars(select(Alert.id).where(Alert.group_id == group_id)).all()
+        # The alerts, then their deliveries, each in id order (as a cancellation takes an alert
+        # and then its deliveries, and the worker deliveries by id), then the counter.
+        alert_ids = session.scalars(
+            select(Alert.id).where(Alert.group_id == group_id).order_by(Alert.id)
+            .with_for_update()
+        ).all()
         # The outbox has no foreign keys (see blockwatch.models.Delivery): its rows go here.
-        session.execute(delete(Delivery).where(Delivery.alert_id.in_(
+        doomed = select(Delivery.id).where(Delivery.alert_id.in_(
             select(Alert.id).where(Alert.group_id == group_id)
-        )))
+        ))
+        session.execute(doomed.order_by(Delivery.id).with_for_update()).all()
+        session.execute(delete(Delivery).where(Delivery.id.in_(doomed))
+                        .execution_options(synchronize_session=False))
+        # Devices stop following it (they would otherwise send back an id that names nothing).
+        unfollow_group(session, group_id)
         for alert_id in alert_ids:
             changelog.tombstone(session, "alert", alert_id, group_id)
         changelog.tombstone(session, "group", group_id, group_id)

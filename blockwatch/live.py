@@ -127,6 +127,9 @@ def alert_events_since(
         views = views_of(session, ANONYMOUS, rows, now or datetime.now(UTC))
     more = len(changes) == limit
     through = changes[-1].seq if more else newest
+    # Alerts without a point are placed by their group's boundary: the index must know the
+    # boundaries as of the position this page moves the stream to.
+    db.spatial.catch_up_to(through)
     events = [
         AlertEvent(view.version, KINDS[view.status], view)
         for view in in_area(db, lon, lat, radius_m, views)
@@ -440,6 +443,7 @@ class ChangeFeed:
                                 "%s s", RETRY_S, exc_info=True)
                     failing = True
                 self._poke.wait(RETRY_S)
+                self._poke.clear()  # a poke must not turn the retry wait into a spin
                 continue
             if failing:
                 log.warning("change feed: reading the counter again")

@@ -100,9 +100,15 @@ def update_device(db: Database, device_id: str, secret: str | None, *,
 def delete_device(db: Database, device_id: str, secret: str | None) -> None:
     """Unregister a device: it gets nothing more (what was queued for it goes with it)."""
     with db.write() as session:
-        row = _owned(session, device_id, secret)
-        session.execute(delete(Delivery).where(Delivery.state == "pending",
-                                               Delivery.device_id == row.id))
+        row = _owned(session, device_id, secret, lock=False)
+        # Its waiting deliveries, then the device: the worker's order (deliveries by id, then
+        # the device it deactivates), so the two cannot deadlock.
+        waiting = select(Delivery.id).where(Delivery.state == "pending",
+                                            Delivery.device_id == row.id)
+        session.execute(waiting.order_by(Delivery.id).with_for_update()).all()
+        session.execute(delete(Delivery).where(Delivery.id.in_(waiting))
+                        .execution_options(synchronize_session=False))
+        session.refresh(row, with_for_update=True)
         session.delete(row)
 
 
@@ -249,6 +255,21 @@ def _check_groups_exist(session: Session, group_ids: list[str]) -> None:
     if missing:
         raise ValidationError.field("subscription.group_ids",
                                     f"no such groups: {', '.join(missing)}")
+
+
+def unfollow_group(session: Session, group_id: str) -> None:
+    """A deleted group leaves the subscriptions that named it, in the caller's transaction."""
+    followers = session.scalars(
+        select(DeviceGroup.device_id).where(DeviceGroup.group_id == group_id)
+        .order_by(DeviceGroup.device_id)
+    ).all()
+    for device in session.scalars(select(Device).where(Device.id.in_(followers))
+                                  .order_by(Device.id)):
+        subscription = dict(device.subscription)
+        subscription["group_ids"] = [key for key in subscription.get("group_ids", [])
+                                     if key != group_id]
+        device.subscription = subscription
+    session.execute(delete(DeviceGroup).where(DeviceGroup.group_id == group_id))
 
 
 # -- quiet hours ---------------------------------------------------------------------------

@@ -170,7 +170,7 @@ def enqueue_cancel(session: Session, alert_id: str, now: datetime) -> int:
     cancellation. Returns how many cancellations were queued."""
     rows = session.execute(
         select(Delivery.id, Delivery.device_id, Delivery.platform, Delivery.state,
-               Delivery.attempts, Delivery.claimed_until)
+               Delivery.attempts, Delivery.claimed_by, Delivery.claimed_until)
         .where(Delivery.alert_id == alert_id, Delivery.kind == "alert")
         .order_by(Delivery.id).with_for_update()
     ).all()
@@ -178,15 +178,17 @@ def enqueue_cancel(session: Session, alert_id: str, now: datetime) -> int:
         return 0
     withdraw, cancel_to = [], []
     for row in rows:
-        in_flight = row.claimed_until is not None and row.claimed_until > now
+        # Claimed at all means maybe sent: by a worker still at it, or by one that sent and
+        # died (or failed to record) before its lease ran out.
+        claimed = row.claimed_by is not None
         may_have = row.state in ("sent", "dead") or (
-            row.state == "pending" and (row.attempts > 0 or in_flight)
+            row.state == "pending" and (row.attempts > 0 or claimed)
         )
         if row.state == "pending":
             withdraw.append(row.id)
         if may_have:
             # After a worker's lease, so a cancellation cannot overtake its alert.
-            due = row.claimed_until if in_flight else now
+            due = max(row.claimed_until, now) if claimed and row.claimed_until else now
             cancel_to.append((row.device_id, row.platform, due))
     for start in range(0, len(withdraw), INSERT_BATCH):
         session.execute(
@@ -194,9 +196,12 @@ def enqueue_cancel(session: Session, alert_id: str, now: datetime) -> int:
             .values(state="withdrawn", finished_at=now, claimed_by=None, claimed_until=None)
             .execution_options(synchronize_session=False)
         )
-    active = set(session.scalars(select(Device.id).where(
-        Device.id.in_([device for device, _, _ in cancel_to]), Device.active.is_(True)
-    ))) if cancel_to else set()
+    devices = [device for device, _, _ in cancel_to]
+    active: set[str] = set()
+    for start in range(0, len(devices), INSERT_BATCH):  # a database takes so many parameters
+        active.update(session.scalars(select(Device.id).where(
+            Device.id.in_(devices[start:start + INSERT_BATCH]), Device.active.is_(True)
+        )))
     queued = [(device, platform, due) for device, platform, due in cancel_to
               if device in active]
     _insert(session, [(alert_id, device, "cancel", platform, "pending", due, 0, now)

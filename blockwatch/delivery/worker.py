@@ -84,6 +84,9 @@ class Claimed:
     platform: str
     attempts: int
     push: dict | None  # None: the device was removed or deactivated since it was queued
+    #: When the device was last changed, as claimed: a permanent refusal deactivates it only
+    #: if its owner has not given it a new address since.
+    device_updated_at: datetime | None = None
 
 
 @dataclass
@@ -200,12 +203,14 @@ class Worker:
             )
             # A deactivated device's deliveries are dropped as they come up (no index by
             # device: see blockwatch.models.Delivery).
-            pushes = {key: push for key, push, active in session.execute(
-                select(Device.id, Device.push, Device.active)
-                .where(Device.id.in_({row.device_id for row in rows}))
-            ) if active}
+            devices = {key: (push, updated_at) for key, push, active, updated_at in
+                       session.execute(
+                           select(Device.id, Device.push, Device.active, Device.updated_at)
+                           .where(Device.id.in_({row.device_id for row in rows}))
+                       ) if active}
         return [Claimed(row.id, row.alert_id, row.device_id, row.kind, row.platform,
-                        row.attempts, pushes.get(row.device_id)) for row in rows]
+                        row.attempts, *devices.get(row.device_id, (None, None)))
+                for row in rows]
 
     def _send(self, row: Claimed, alert: Alert | None) -> Outcome:
         if alert is None:  # deleted with its group since it was queued
@@ -232,6 +237,13 @@ class Worker:
         its row (a row whose lease ran out may be someone else's now)."""
         now = self.clock()
         with self.db.write() as session:
+            # The round's rows first, in id order, as a cancellation locks an alert's rows:
+            # two transactions taking the same rows in one order cannot deadlock.
+            session.execute(
+                select(Delivery.id).where(Delivery.id.in_([row.id for row, _ in outcomes]))
+                .order_by(Delivery.id).with_for_update()
+            ).all()
+
             def finish(row: Claimed, **values) -> bool:
                 result = session.execute(
                     update(Delivery).where(Delivery.id == row.id,
@@ -295,7 +307,8 @@ class Worker:
         """A device that can never be reached: no more pushes (what waits for it is dropped as
         the worker reaches it)."""
         return session.execute(
-            update(Device).where(Device.id == row.device_id, Device.active.is_(True))
+            update(Device).where(Device.id == row.device_id, Device.active.is_(True),
+                                 Device.updated_at == row.device_updated_at)
             .values(active=False, deactivated_reason=reason[:200], updated_at=now)
             .execution_options(synchronize_session=False)
         ).rowcount

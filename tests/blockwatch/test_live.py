@@ -411,3 +411,21 @@ def test_a_writing_transaction_notifies_once_at_commit(postgres_schema_url):
 
 def _feed_threads() -> set[threading.Thread]:
     return {t for t in threading.enumerate() if t.name == "blockwatch-change-feed"}
+
+
+def test_another_processes_new_group_places_its_location_less_alert(db, database_url):
+    """Each gunicorn worker has its own spatial index, which may lag the log by up to
+    index_staleness_s: a page must still place an alert without a point by the boundary of
+    the group as of the position it moves the stream to, or the alert is skipped for good."""
+    lagging = Database(database_url, Settings(database_url=database_url,
+                                              index_staleness_s=3600.0))
+    try:
+        start = newest(lagging)
+        lagging.spatial.group_keys_within(*HOME, 10.0)  # the index is built, and now stale
+        home = group(db, "New block")  # written through another process's Database
+        alert, _ = alerts.post_alert(db, actor(db, "New captain", "coordinator", home.id),
+                                     home.id, draft(location=None))
+        page = live.alert_events_since(lagging, start, *HOME, 1000.0)
+        assert [(event.kind, event.alert.id) for event in page.events] == [("alert", alert.id)]
+    finally:
+        lagging.dispose()

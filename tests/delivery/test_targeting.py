@@ -171,7 +171,7 @@ def test_a_repeated_post_writes_no_second_delivery(place):
 # -- cancellations -------------------------------------------------------------------------
 def test_cancelling_withdraws_what_has_not_gone_and_tells_who_may_have_it(place):
     db, group, captain = place
-    names = ["unsent", "sent", "retrying", "in_flight", "dead", "sent_inactive"]
+    names = ["unsent", "sent", "retrying", "in_flight", "crashed", "dead", "sent_inactive"]
     ids = {name: subscribe(db, area=(LON, LAT, 1000)) for name in names}
     alert = post(db, group, captain, location=(LON, LAT))
     lease_end = NOW + timedelta(minutes=2)
@@ -179,6 +179,8 @@ def test_cancelling_withdraws_what_has_not_gone_and_tells_who_may_have_it(place)
         "sent": {"state": "sent", "attempts": 1},
         "retrying": {"attempts": 2},
         "in_flight": {"claimed_by": "w1", "claimed_until": lease_end},
+        # A worker that sent and died: its lease ran out before the cancel.
+        "crashed": {"claimed_by": "w0", "claimed_until": NOW - timedelta(minutes=1)},
         "dead": {"state": "dead", "attempts": 8},
         "sent_inactive": {"state": "sent", "attempts": 1},
     }
@@ -192,10 +194,13 @@ def test_cancelling_withdraws_what_has_not_gone_and_tells_who_may_have_it(place)
     rows = {(row.device_id, row.kind): row for row in deliveries(db)}
     assert {name: rows[ids[name], "alert"].state for name in names} == {
         "unsent": "withdrawn", "sent": "sent", "retrying": "withdrawn",
-        "in_flight": "withdrawn", "dead": "dead", "sent_inactive": "sent",
+        "in_flight": "withdrawn", "crashed": "withdrawn", "dead": "dead",
+        "sent_inactive": "sent",
     }
     cancels = {device for device, kind in rows if kind == "cancel"}
-    assert cancels == {ids[name] for name in ("sent", "retrying", "in_flight", "dead")}
+    assert cancels == {ids[name] for name in ("sent", "retrying", "in_flight", "crashed",
+                                              "dead")}
+    assert rows[ids["crashed"], "cancel"].due_at == NOW + timedelta(seconds=30)
     # A cancellation never overtakes an alert a worker may be sending right now.
     assert rows[ids["in_flight"], "cancel"].due_at == lease_end
     assert rows[ids["sent"], "cancel"].due_at == NOW + timedelta(seconds=30)
@@ -273,3 +278,21 @@ def test_deleting_a_group_takes_its_alerts_deliveries_along(place):
     kept = post(db, other, other_captain, location=(LON + 0.01, LAT))
     groups.delete_group(db, factories.admin(db), group.id)
     assert {row.alert_id for row in deliveries(db)} == {kept.id}
+
+
+def test_deleting_a_group_unfollows_it(place):
+    from blockwatch import groups
+    from blockwatch.delivery import devices
+    from blockwatch.models import DeviceGroup
+
+    db, group, _captain = place
+    other = factories.group(db, name="Next door", lon=LON + 0.01, lat=LAT)
+    device, secret = devices.register_device(
+        db, "fcm", {"token": "t"}, {"group_ids": [group.id, other.id]})
+    groups.delete_group(db, factories.admin(db), group.id)
+    view = devices.get_device(db, device.id, secret)
+    assert view.subscription["group_ids"] == [other.id]
+    with db.read() as session:
+        assert session.scalars(select(DeviceGroup.group_id)).all() == [other.id]
+    # What the app holds can be sent back as it is.
+    devices.update_device(db, device.id, secret, subscription=view.subscription)

@@ -372,3 +372,28 @@ def test_webhook_deliveries_reuse_their_connection(place, receiver):
     worker(db, Clock(), concurrency=1).run_once()
     ports = {item.client_port for item in receiver.requests()}
     assert len(receiver.requests()) == 6 and len(ports) == 1
+
+
+def test_a_new_push_address_saves_the_device_from_its_old_one_refusal(place, receiver):
+    """FCM rotates tokens: the app sends the new one while a delivery to the old one is under
+    way. The old address's 'gone' must not deactivate the device that just got a new one."""
+    from blockwatch.delivery.devices import register_device, update_device
+
+    db, group, captain = place
+    device, secret = register_device(
+        db, "webhook", {"url": receiver.url("old"), "secret": WEBHOOK_SECRET},
+        {"area": {"lat": LAT, "lon": LON, "radius_m": 1000}})
+    receiver.answer("old", 410)
+    post(db, group, captain)
+    work = worker(db, Clock())
+    claimed = work.claim()
+    update_device(db, device.id, secret,
+                  push={"url": receiver.url("new"), "secret": WEBHOOK_SECRET})
+    outcomes = [(row, work._send(row, alerts.get_alert(db, ANONYMOUS, row.alert_id)))
+                for row in claimed]
+    assert outcomes[0][1].status == "permanent"
+    figures = RoundFigures()
+    work.record(outcomes, figures)
+    assert (figures.dead, figures.deactivated) == (1, 0)
+    with db.read() as session:
+        assert session.get(Device, device.id).active
