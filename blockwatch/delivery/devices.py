@@ -296,6 +296,9 @@ def quiet_hours_end(quiet: tuple[int, int, str] | None, now: datetime) -> dateti
     # A wall time that falls in a spring-forward gap is read with the offset before the gap,
     # which lands just after it: quiet hours never end early.
     ends = datetime.combine(day, time(end // 60, end % 60), tzinfo=zone)
+    if ends.astimezone(UTC) <= now:
+        # In the hour that repeats when clocks fall back, the end is its second showing.
+        ends = ends.replace(fold=1)
     return max(ends.astimezone(UTC), now)
 
 

@@ -215,6 +215,12 @@ def _address_problem(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str |
     # ::ffff:10.0.0.1 reaches 10.0.0.1, and Python before 3.13 does not classify it as private.
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
+    # 6to4 (2002::/16) carries an IPv4 address too (2002:a9fe:a9fe:: is 169.254.169.254),
+    # and Python 3.11 calls it global.
+    if isinstance(ip, ipaddress.IPv6Address) and ip.sixtofour is not None:
+        inner = _address_problem(ip.sixtofour)
+        if inner is not None:
+            return f"6to4 address {ip} of {inner}"
     for attribute, kind in _ADDRESS_KINDS:
         if getattr(ip, attribute):
             return f"{kind} address {ip}"

@@ -30,7 +30,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -58,8 +58,10 @@ DEFAULT_BATCH = 100
 DEFAULT_LEASE_S = 120.0
 #: Receivers are slow (a webhook may take its whole timeout): a round sends this many at once.
 DEFAULT_CONCURRENCY = 16
-#: The part of a lease a round may spend sending; the rest is margin for recording.
+#: The part of a lease a round may spend starting sends; the rest is margin for recording.
 LEASE_SPENDABLE = 0.75
+#: How long after that a round waits for sends under way before it releases them.
+SEND_GRACE_S = 0.1
 BASE_DELAY_S = 30.0
 MAX_DELAY_S = 6 * 3600.0
 #: Longest a receiver's Retry-After is honoured (a broken header must not park a row for days).
@@ -147,9 +149,19 @@ class Worker:
                 return Outcome("released", "the round ran out of its lease")
             return self._send(row, alerts.get(row.alert_id))
 
-        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(claimed)),
-                                thread_name_prefix="delivery") as pool:
-            outcomes = list(zip(claimed, pool.map(send, claimed), strict=True))
+        pool = ThreadPoolExecutor(max_workers=min(self.concurrency, len(claimed)),
+                                  thread_name_prefix="delivery")
+        futures = [pool.submit(send, row) for row in claimed]
+        # A receiver that answers a byte at a time must not hold the round past its lease:
+        # what has not finished by then is released (a send still under way may yet arrive;
+        # its repeat carries the same idempotency key).
+        done, _ = wait(futures, timeout=max(0.0, deadline - time.monotonic()) + SEND_GRACE_S)
+        pool.shutdown(wait=False, cancel_futures=True)
+        outcomes = [
+            (row, future.result() if future in done
+             else Outcome("released", "the send outlasted the round"))
+            for row, future in zip(claimed, futures, strict=True)
+        ]
         self.record(outcomes, figures)
         for name in ("sent", "retried", "dead", "deactivated", "dropped", "released"):
             self.totals[name] += getattr(figures, name)

@@ -94,3 +94,11 @@ def test_the_end_is_the_first_end_time_after_now(start, end, tz, now):
         m = wall.hour * 60 + wall.minute
         assert (start <= m < end) if start < end else (m >= start or m < end), probe
         probe += timedelta(minutes=29)
+
+
+def test_in_the_repeated_autumn_hour_the_end_is_its_second_showing():
+    # 1 November 2026, Los Angeles: 01:00-02:00 happens twice. Quiet 00:00-01:30, asked at the
+    # second 01:10 (PST): the quiet hours end at the second 01:30, 20 minutes later.
+    second_0110 = datetime(2026, 11, 1, 1, 10, fold=1, tzinfo=ZoneInfo(LA)).astimezone(UTC)
+    ends = quiet_hours_end((0, 90, LA), second_0110)
+    assert ends == second_0110 + timedelta(minutes=20)

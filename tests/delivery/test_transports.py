@@ -319,6 +319,8 @@ def test_webhook_push_without_secret_is_permanent(server: LocalServer) -> None:
         ("https://[::1]/hook", "loopback address ::1"),
         ("https://[fc00::1]/hook", "private address fc00::1"),
         ("https://[::ffff:10.0.0.1]/hook", "private address 10.0.0.1"),
+        ("https://[2002:a9fe:a9fe::1]/hook", "link-local address 169.254.169.254"),
+        ("https://[2002:0a00:0001::1]/hook", "private address 10.0.0.1"),
         ("https://0.0.0.0/hook", "unspecified address"),
         ("https://224.0.0.1/hook", "multicast address"),
         ("https://100.64.0.1/hook", "non-public address"),

@@ -397,3 +397,17 @@ def test_a_new_push_address_saves_the_device_from_its_old_one_refusal(place, rec
     assert (figures.dead, figures.deactivated) == (1, 0)
     with db.read() as session:
         assert session.get(Device, device.id).active
+
+
+def test_a_slow_receiver_cannot_hold_a_round_past_its_lease(place, receiver):
+    db, group, captain = place
+    subscribe(db, area=(LON, LAT, 1000), url=receiver.url("slow"))
+    post(db, group, captain)
+    receiver.delay_s = 2.0  # answers long after the round's lease
+    work = worker(db, Clock(), lease_s=0.4)
+    started = time.monotonic()
+    figures = work.run_once()
+    assert time.monotonic() - started < 1.5
+    assert (figures.sent, figures.released) == (0, 1)
+    [row] = deliveries(db)
+    assert (row.state, row.attempts) == ("pending", 0)
