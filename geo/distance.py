@@ -126,16 +126,7 @@ def distances_to_geometries_m(lon: float, lat: float, geometries: Sequence) -> n
     geometries = np.asarray(geometries, dtype=object)
     if geometries.size == 0:
         return np.zeros(0)
-    kx, ky = metres_per_degree(lat)
-    scale = np.array([kx, ky])
-    origin = np.array([lon, lat])
-
-    def to_local_m(coords: np.ndarray) -> np.ndarray:
-        local = coords - origin
-        if (np.abs(local[:, 0]) > 180.0).any():  # keep the frame whole across the antimeridian
-            local[:, 0] = (local[:, 0] + 180.0) % 360.0 - 180.0
-        return local * scale
-
+    to_local_m, scale, origin = _local_frame_m(lon, lat)
     local = shapely.transform(geometries, to_local_m)
     # Each shortest line runs from the point to the nearest point of the geometry.
     ends_m = shapely.get_coordinates(shapely.shortest_line(shapely.points(0.0, 0.0), local))[1::2]
@@ -172,17 +163,7 @@ def distances_from_points_m(lons, lats, geometry) -> np.ndarray:
     if shapely.is_empty(geometry):
         raise GeometryError("cannot measure a distance to an empty geometry")
     centre = shapely.centroid(geometry)
-    lon0, lat0 = centre.x, centre.y
-    kx, ky = metres_per_degree(lat0)
-    scale = np.array([kx, ky])
-    origin = np.array([lon0, lat0])
-
-    def to_local_m(coords: np.ndarray) -> np.ndarray:
-        local = coords - origin
-        if (np.abs(local[:, 0]) > 180.0).any():  # keep the frame whole across the antimeridian
-            local[:, 0] = (local[:, 0] + 180.0) % 360.0 - 180.0
-        return local * scale
-
+    to_local_m, scale, origin = _local_frame_m(centre.x, centre.y)
     local_geometry = shapely.transform(geometry, to_local_m)
     local_points = shapely.points(to_local_m(np.column_stack([lons, lats])))
     lines = shapely.shortest_line(local_points, local_geometry)
@@ -197,6 +178,21 @@ def distances_from_points_m(lons, lats, geometry) -> np.ndarray:
     for index in far:
         dist[index] = distances_to_geometries_m(lons[index], lats[index], [geometry])[0]
     return dist
+
+
+def _local_frame_m(lon: float, lat: float):
+    """A plane in metres centred on (lon, lat), scaled by the ellipsoid's radii of curvature
+    there: the function taking (n, 2) lon/lat arrays into it, its scale and its origin."""
+    scale = np.array(metres_per_degree(lat))
+    origin = np.array([lon, lat])
+
+    def to_local_m(coords: np.ndarray) -> np.ndarray:
+        local = coords - origin
+        if (np.abs(local[:, 0]) > 180.0).any():  # keep the frame whole across the antimeridian
+            local[:, 0] = (local[:, 0] + 180.0) % 360.0 - 180.0
+        return local * scale
+
+    return to_local_m, scale, origin
 
 
 def _radius_m(local_geometry) -> float:
