@@ -53,13 +53,15 @@ def allocate(session: Session, count: int = 1) -> list[int]:
         .returning(SyncState.seq)
     )
     connection = session.connection()
-    if (connection.dialect.name == "postgresql"
-            and session.info.get(NOTIFY_CHANNEL) is not connection.get_transaction()):
+    # A savepoint counts as its own transaction: a NOTIFY in one that is rolled back is
+    # discarded with it (a rejected mutation of a sync push), so the next one notifies again.
+    level = connection.get_nested_transaction() or connection.get_transaction()
+    if connection.dialect.name == "postgresql" and session.info.get(NOTIFY_CHANNEL) is not level:
         # Once per transaction, on PostgreSQL: wake the live streams of every process.
         # NOTIFY is delivered at commit (never an uncommitted seq), takes no row lock (the
         # counter stays the last lock taken) and, riding on this RETURNING, costs no round trip.
         statement = statement.returning(func.pg_notify(NOTIFY_CHANNEL, cast(SyncState.seq, String)))
-        session.info[NOTIFY_CHANNEL] = connection.get_transaction()
+        session.info[NOTIFY_CHANNEL] = level
     # Rows waiting for their numbers must not be flushed before they have them.
     with session.no_autoflush:
         last = session.execute(statement).first()[0]

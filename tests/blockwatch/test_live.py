@@ -429,3 +429,24 @@ def test_another_processes_new_group_places_its_location_less_alert(db, database
         assert [(event.kind, event.alert.id) for event in page.events] == [("alert", alert.id)]
     finally:
         lagging.dispose()
+
+
+def test_a_notify_in_a_rolled_back_savepoint_is_made_again(postgres_schema_url):
+    """A sync push applies each mutation in a savepoint; PostgreSQL discards a NOTIFY made in
+    one that is rolled back, so a later allocation in the same transaction must notify."""
+    _empty_postgres(postgres_schema_url)
+    db = Database(postgres_schema_url, Settings(database_url=postgres_schema_url))
+    db.migrate()
+    listener = live._listen(db)
+    try:
+        with db.write() as session:
+            rejected = session.begin_nested()
+            changelog.allocate(session)
+            rejected.rollback()
+            with session.begin_nested():
+                [seq] = changelog.allocate(session)
+        heard = list(listener.notifies(timeout=WAIT_S, stop_after=1))
+        assert [n.payload for n in heard] == [str(seq)]
+    finally:
+        listener.close()
+        db.dispose()
