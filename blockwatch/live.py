@@ -473,10 +473,11 @@ class ChangeFeed:
                 return None
             self._listener = _listen(db)  # then read: nothing committed after is unheard
         else:
-            for _ in self._listener.notifies(timeout=self.poll_s, stop_after=1):
-                pass
-            for _ in self._listener.notifies(timeout=0):  # the rest of a burst: one read
-                pass
+            # Notifications only wake the feed (their payloads are not trusted: every database
+            # on the server shares the channel); the counter is read below. The rest of a
+            # burst is taken at once, so a burst costs one read.
+            list(self._listener.notifies(timeout=self.poll_s, stop_after=1))
+            list(self._listener.notifies(timeout=0))
         row = self._listener.execute(
             f"SELECT seq FROM {SyncState.__tablename__} WHERE id = 1"
         ).fetchone()

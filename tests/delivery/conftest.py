@@ -129,7 +129,7 @@ def receiver() -> Iterator[Receiver]:
             self.end_headers()
 
         def log_message(self, *args) -> None:
-            pass
+            """Quiet: the tests read what was received, not the server's log."""
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True

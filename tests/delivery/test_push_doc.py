@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -152,8 +153,20 @@ def test_the_python_receiver_accepts_what_the_server_signs(monkeypatch, capsys):
     assert capsys.readouterr().out.count("ALERT Break-in") == 1
 
 
-@pytest.mark.skipif(shutil.which("node") is None, reason="Node.js is not installed")
+def _node() -> str:
+    """The Node.js executable: missing, the test skips with a reason, except on CI
+    (CI=true), where the machine has it and a skip would hide a broken example."""
+    node = shutil.which("node")
+    if node is None:
+        reason = "Node.js is not installed: the Node receiver example of docs/push.md is unrun"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return node
+
+
 def test_the_node_receiver_accepts_what_the_server_signs(tmp_path):
+    node = _node()
     receiver = tmp_path / "receiver.js"
     receiver.write_text(EXAMPLES["receiver-node"][1], encoding="utf-8")
     now = 1_800_000_000
@@ -165,7 +178,7 @@ def test_the_node_receiver_accepts_what_the_server_signs(tmp_path):
         f"signatureOk('{SECRET}', h, Buffer.from(b, 'base64'), {now}))));\n"
     )
     stdin = json.dumps([[header, base64.b64encode(body).decode()] for header, body in cases])
-    done = subprocess.run(["node", "-e", script, str(receiver)], input=stdin, text=True,
+    done = subprocess.run([node, "-e", script, str(receiver)], input=stdin, text=True,
                           capture_output=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     expected = [verify_signature(SECRET, header, body, now=now) for header, body in cases]

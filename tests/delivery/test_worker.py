@@ -152,9 +152,7 @@ def test_a_gone_receiver_deactivates_the_device_and_drops_its_queue(place, recei
     clock = Clock()
     # One delivery per round: the gone device's second delivery is still queued when its
     # first one fails for good.
-    work = worker(db, clock, batch_size=1)
-    while work.run_once().claimed:
-        pass
+    worker(db, clock, batch_size=1).drain()
     rows = {(row.alert_id, row.device_id): row for row in deliveries(db)}
     assert rows[first.id, gone].state == "dead"
     assert rows[second.id, gone].state == "dropped"
