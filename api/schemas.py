@@ -25,6 +25,7 @@ from marshmallow import (
 from shapely.geometry.base import BaseGeometry
 
 import geo
+from blockwatch import live
 from blockwatch.checks import are_canonical_uuids
 from blockwatch.domain import (
     ALERT_STATUSES,
@@ -718,3 +719,29 @@ class DeliveryReport(Output):
     dead_letters = fields.List(fields.Nested(DeadLetter), metadata={
         "description": "the latest 50"})
     inactive_devices = fields.Integer()
+
+
+# -- the live stream (docs/live-stream.md) ----------------------------------------------
+class AlertStreamQuery(PointQuery):
+    """``lat``, ``lon`` and ``radius_m`` as ``/v1/alerts/nearby`` takes them."""
+
+    radius_m = _radius(2000.0)
+    last_event_id = fields.Integer(
+        load_default=None, strict=False, validate=validate.Range(0, live.MAX_SEQ),
+        metadata={"description": "the Last-Event-ID header, for EventSource polyfills that "
+                  "cannot send it (the header wins when both are sent)"},
+    )
+    timeout_s = fields.Float(
+        load_default=None, allow_nan=False, validate=validate.Range(0, live.MAX_TIMEOUT_S),
+        metadata={"description": "end the stream after this many seconds (0: send what is "
+                  "already there and end); default: stream until the client disconnects"},
+    )
+
+
+class LastEventIdHeader(Schema):
+    """The ``Last-Event-ID`` header an EventSource sends when it reconnects."""
+
+    last_event_id = fields.Integer(
+        data_key="Last-Event-ID", required=True, strict=False,
+        validate=validate.Range(0, live.MAX_SEQ),
+    )

@@ -11,7 +11,6 @@ from collections.abc import Callable, Iterator
 
 from flask import Response, current_app, request
 from flask_restx import Resource
-from marshmallow import Schema, fields, validate
 
 from api import http, schemas
 from api.openapi import model, query_params
@@ -28,33 +27,8 @@ _LAST_EVENT_ID = {
 _problem = model(ns, schemas.Problem)
 
 
-class AlertStreamQuery(schemas.PointQuery):
-    """``lat``, ``lon`` and ``radius_m`` as ``/v1/alerts/nearby`` takes them."""
-
-    radius_m = schemas._radius(2000.0)
-    last_event_id = fields.Integer(
-        load_default=None, strict=False, validate=validate.Range(0, live.MAX_SEQ),
-        metadata={"description": "the Last-Event-ID header, for EventSource polyfills that "
-                  "cannot send it (the header wins when both are sent)"},
-    )
-    timeout_s = fields.Float(
-        load_default=None, allow_nan=False, validate=validate.Range(0, live.MAX_TIMEOUT_S),
-        metadata={"description": "end the stream after this many seconds (0: send what is "
-                  "already there and end); default: stream until the client disconnects"},
-    )
-
-
-class LastEventIdHeader(Schema):
-    """The ``Last-Event-ID`` header an EventSource sends when it reconnects."""
-
-    last_event_id = fields.Integer(
-        data_key="Last-Event-ID", required=True, strict=False,
-        validate=validate.Range(0, live.MAX_SEQ),
-    )
-
-
 _PARAMS = {
-    **query_params(AlertStreamQuery),
+    **query_params(schemas.AlertStreamQuery),
     "Last-Event-ID": {"in": "header", "type": "integer", "minimum": 0,
                       "maximum": live.MAX_SEQ, **_LAST_EVENT_ID},
 }
@@ -74,10 +48,10 @@ class AlertStream(Resource):
         New, cancelled and expired alerts in the area as they happen, as the public sees them;
         reconnect with Last-Event-ID to miss nothing.
         """
-        args = http.query(AlertStreamQuery)
+        args = http.query(schemas.AlertStreamQuery)
         header = request.headers.get("Last-Event-ID", "").strip()
         if header:
-            args.update(http.schema(LastEventIdHeader).load({"Last-Event-ID": header}))
+            args.update(http.schema(schemas.LastEventIdHeader).load({"Last-Event-ID": header}))
         stream = live.AlertStream(
             http.database(), args["lon"], args["lat"], args["radius_m"], args["last_event_id"],
             timeout_s=args["timeout_s"],

@@ -405,11 +405,18 @@ class WebhookTransport:
             return _retry("timeout")
         except httpx.HTTPError as exc:
             return _retry(f"connection error: {type(exc).__name__}")
-        if 200 <= status < 300:
-            return Outcome("delivered", f"HTTP {status}")
-        if status in (404, 410):
-            return _permanent(f"HTTP {status}")
-        return _retry(f"HTTP {status}", _retry_after_s(retry_after, self.clock()))
+        return _outcome_of(status, retry_after, self.clock())
+
+
+def _outcome_of(status: int, retry_after: str | None, now: float,
+                gone: tuple[int, ...] = (404, 410)) -> Outcome:
+    """What a receiver's HTTP status means: 2xx delivered, ``gone`` refused for good (the
+    device is deactivated), anything else retried (after ``Retry-After`` when it says)."""
+    if 200 <= status < 300:
+        return Outcome("delivered", f"HTTP {status}")
+    if status in gone:
+        return _permanent(f"HTTP {status}")
+    return _retry(f"HTTP {status}", _retry_after_s(retry_after, now))
 
 
 # -- FCM (HTTP v1) ----------------------------------------------------------------------------
@@ -792,15 +799,10 @@ class WebPushTransport:
             return _retry("timeout")
         except requests.RequestException as exc:
             return _retry(f"connection error: {type(exc).__name__}")
-        if 200 <= status < 300:
-            return Outcome("delivered", f"HTTP {status}")
-        if status in (404, 410):
-            return _permanent(f"HTTP {status}")
-        if status == 413:
-            # The payload is already cut to RFC 8291's 3993 bytes, which every push service must
-            # take (RFC 8030 §7.2); one that refuses it will refuse every message to this device.
-            return _permanent("HTTP 413")
-        # 429 and 5xx are the push service's load; any other 4xx (a VAPID key the subscription
-        # was not made with, a malformed header) is ours: retry, dead letter, no deactivation.
-        retry_after = _retry_after_s(answer.headers.get("Retry-After"), self.clock())
-        return _retry(f"HTTP {status}", retry_after)
+        # 413: the payload is already cut to RFC 8291's 3993 bytes, which every push service
+        # must take (RFC 8030 §7.2); one that refuses it will refuse every message to this
+        # device. 429 and 5xx are the push service's load; any other 4xx (a VAPID key the
+        # subscription was not made with, a malformed header) is ours: retry, dead letter, no
+        # deactivation.
+        return _outcome_of(status, answer.headers.get("Retry-After"), self.clock(),
+                           gone=(404, 410, 413))
