@@ -357,8 +357,3 @@ def _sha256(secret: str) -> str:
 def _view(row: Device) -> DeviceView:
     return DeviceView(id=row.id, platform=row.platform, subscription=row.subscription,
                       active=row.active, created_at=row.created_at)
-
-
-def severity_rank(severity: str) -> int:
-    """CAP order: unknown < minor < moderate < severe < extreme."""
-    return SEVERITIES.index(severity)
