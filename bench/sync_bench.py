@@ -7,16 +7,18 @@ What it measures:
   centre, ``--alerts`` (50,000) alerts spread over them at random (seeded), the demo safety tips;
   loaded in bulk (not timed). The device's scope: 3 km around the centre (about 700 groups,
   7,000 alerts and 35 English tips).
-* **Our server**: ``api:create_app()`` under gunicorn (gthread, 1 worker, 1 thread, loopback),
-  one client on one keep-alive connection (httpx), ``Accept-Encoding: identity`` (raw JSON
-  bytes, as for Kinto). For each page size (100, 500, 1,000, 5,000) the server is restarted and
-  after a warm-up away from the scope (the spatial index built, queries compiled),
-  devices sync in turn from no cursor to ``has_more == false``, each sending its
-  ``have_groups`` as a real client would: the first meets a cold server (no entity rendered yet),
-  three more a warm one (the median of those is "warm", as Kinto's figure is the median of its
-  three pulls after a warm-up). Reported: entities per second (entities / wall time of the
-  whole pull, JSON parsing included), bytes per entity raw and gzipped (``gzip.compress`` of the
-  same bodies, the encoding the server uses when asked).
+* **Our server**: ``api.wsgi:app`` (what ``blockwatch serve`` runs) under gunicorn (gthread,
+  1 worker, 1 thread, loopback); each pull on a keep-alive connection of its own through
+  ``http.client``, the client Kinto is pulled with, asking ``Accept-Encoding: identity`` (raw
+  JSON bytes, as for Kinto). The tables are analysed after the bulk load (``VACUUM (ANALYZE)``
+  on PostgreSQL, as Kinto's get). For each page size (100, 500, 1,000, 5,000) the server is
+  restarted and after a warm-up away from the scope (the spatial index built, queries
+  compiled), devices sync in turn from no cursor to ``has_more == false``, each sending its
+  ``have_groups`` as a real client would: the first meets a cold server (no entity rendered
+  yet), three more a warm one (the median of those is "warm", as Kinto's figure is the median
+  of its three pulls after a warm-up). Reported: entities per second (entities / wall time of
+  the whole pull, ``json.loads`` of every page included, as for Kinto), bytes per entity raw
+  and gzipped (``gzip.compress`` of the same bodies, the encoding the server uses when asked).
 * **Time to a complete replica**: :class:`blockwatch.sync.SyncClient` (default page size 500)
   from an empty replica file to ``has_more == false``, local transactions included.
 * **A pull with nothing new**: 200 pulls with the final cursor; the median of the server's own
@@ -42,6 +44,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gzip
+import http.client
 import json
 import math
 import os
@@ -55,6 +58,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = Path(__file__).resolve().parent
@@ -69,7 +73,7 @@ from blockwatch import accounts, changelog, groups, tips  # noqa: E402
 from blockwatch.config import Settings  # noqa: E402
 from blockwatch.db import Database, normalise_url  # noqa: E402
 from blockwatch.domain import OPERATOR, GroupDraft  # noqa: E402
-from blockwatch.models import Account, Alert  # noqa: E402
+from blockwatch.models import Account, Alert, Base  # noqa: E402
 from blockwatch.sync import SyncClient  # noqa: E402
 from blockwatch.sync.scope import Area, Scope  # noqa: E402
 
@@ -159,40 +163,73 @@ def server_ms(response: httpx.Response) -> float:
     return float(header.split("dur=")[1]) if "dur=" in header else float("nan")
 
 
-def warm_up(http: httpx.Client) -> None:
+def warm_up(base_url: str) -> None:
     """What a server does once after it starts (build its spatial index, open connections,
     compile queries), done with a pull of a few metres far from the scope: "cold" then means
     only that no entity of the scope has been rendered yet."""
     far = {"area": {"lat": CENTRE[1], "lon": CENTRE[0] + 0.2, "radius_m": 1.0}}
-    for _ in range(3):
-        http.post("/v1/sync/pull", json={"cursor": None, "scope": far, "limit": 1})
+    connection = Connection(base_url)
+    try:
+        for _ in range(3):
+            connection.post_json("/v1/sync/pull", {"cursor": None, "scope": far, "limit": 1})
+    finally:
+        connection.close()
 
 
-def full_pull(http: httpx.Client, limit: int) -> Pull:
-    """A device's first sync: from no cursor until ``has_more`` is false."""
+class Connection:
+    """One keep-alive HTTP/1.1 connection through ``http.client``: the client Kinto's pulls use
+    (bench/kinto_peer.py), so both servers are measured through the same client code."""
+
+    def __init__(self, base_url: str) -> None:
+        parts = urlsplit(base_url)
+        self._http = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120)
+
+    def post_json(self, path: str, body: dict[str, Any]) -> tuple[bytes, float]:
+        """The response body and its ``Server-Timing`` in ms; an error status raises."""
+        self._http.request("POST", path, body=json.dumps(body).encode(), headers={
+            "Content-Type": "application/json", "Accept": "application/json",
+            "Accept-Encoding": "identity",
+        })
+        response = self._http.getresponse()
+        data = response.read()
+        if response.status != 200:
+            raise RuntimeError(f"POST {path}: {response.status} {data[:500]!r}")
+        header = response.getheader("Server-Timing") or ""
+        return data, float(header.split("dur=")[1]) if "dur=" in header else float("nan")
+
+    def close(self) -> None:
+        self._http.close()
+
+
+def full_pull(base_url: str, limit: int) -> Pull:
+    """A device's first sync: from no cursor until ``has_more`` is false, on a connection of
+    its own (as each Kinto pull has)."""
     result = Pull()
     have: set[str] = set()
     bodies = []
-    started = time.perf_counter()
-    while True:
-        response = http.post("/v1/sync/pull", json={
-            "cursor": result.cursor, "scope": scope_json(), "have_groups": sorted(have),
-            "limit": limit,
-        })
-        response.raise_for_status()
-        page = response.json()
-        bodies.append(response.content)
-        result.server_ms.append(server_ms(response))
-        result.pages += 1
-        for gone in (*page["removed_groups"], *page["groups"]["deleted"]):
-            have.discard(gone)
-        have.update(group["id"] for group in page["groups"]["upserted"])
-        result.entities += sum(len(page[k]["upserted"]) + len(page[k]["deleted"])
-                               for k in ("groups", "alerts", "tips"))
-        result.cursor = page["cursor"]
-        if not page["has_more"]:
-            break
-    result.seconds = time.perf_counter() - started
+    connection = Connection(base_url)
+    try:
+        started = time.perf_counter()
+        while True:
+            data, server_time = connection.post_json("/v1/sync/pull", {
+                "cursor": result.cursor, "scope": scope_json(), "have_groups": sorted(have),
+                "limit": limit,
+            })
+            page = json.loads(data)
+            bodies.append(data)
+            result.server_ms.append(server_time)
+            result.pages += 1
+            for gone in (*page["removed_groups"], *page["groups"]["deleted"]):
+                have.discard(gone)
+            have.update(group["id"] for group in page["groups"]["upserted"])
+            result.entities += sum(len(page[k]["upserted"]) + len(page[k]["deleted"])
+                                   for k in ("groups", "alerts", "tips"))
+            result.cursor = page["cursor"]
+            if not page["has_more"]:
+                break
+        result.seconds = time.perf_counter() - started
+    finally:
+        connection.close()
     result.raw_bytes = sum(len(body) for body in bodies)
     result.gzip_bytes = sum(len(gzip.compress(body, 6)) for body in bodies)
     result.have_groups = sorted(have)
@@ -234,6 +271,19 @@ def open_database(kind: str, tmp: Path, postgres_url: str, stack: contextlib.Exi
     return f"{postgres_url}{separator}options=-csearch_path%3D{schema}"
 
 
+def analyse(db: Database) -> None:
+    """What autovacuum does soon after a bulk load, done at once (Kinto's tables get the same
+    ``VACUUM (ANALYZE)``): planner statistics, and on PostgreSQL the visibility map that lets
+    an index-only scan skip the table."""
+    if db.engine.dialect.name == "postgresql":
+        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            tables = ", ".join(f'"{table.name}"' for table in Base.metadata.sorted_tables)
+            connection.execute(text(f"VACUUM (ANALYZE) {tables}"))
+    else:
+        with db.engine.begin() as connection:
+            connection.execute(text("ANALYZE"))
+
+
 def bench_database(kind: str, args: argparse.Namespace, tmp: Path,
                    stack: contextlib.ExitStack) -> tuple[DatabaseReport, str]:
     url = open_database(kind, tmp, args.postgres_url, stack)
@@ -243,6 +293,7 @@ def bench_database(kind: str, args: argparse.Namespace, tmp: Path,
     group_ids = make_city(db, args.groups, args.alerts)
     build_s = time.perf_counter() - started
     log(f"{kind}: {args.groups} groups, {args.alerts} alerts in {build_s:.1f} s")
+    analyse(db)
     in_scope = db.spatial.groups.keys_within(lon=CENTRE[0], lat=CENTRE[1],
                                              radius_m=SCOPE_RADIUS_M)
     coordinator = accounts.create_token(db, "Bench Pusher", "coordinator", in_scope[0])
@@ -251,15 +302,15 @@ def bench_database(kind: str, args: argparse.Namespace, tmp: Path,
     cold: dict[int, Pull] = {}
     warm: dict[int, Pull] = {}
     for limit in args.page_sizes:
-        with serving(kind, env, tmp) as base, httpx.Client(
-                base_url=base, headers={"Accept-Encoding": "identity"}, timeout=120) as http:
-            warm_up(http)
-            cold[limit] = full_pull(http, limit)
-            runs = sorted((full_pull(http, limit) for _ in range(WARM_RUNS)),
+        with serving(kind, env, tmp) as base:
+            warm_up(base)
+            cold[limit] = full_pull(base, limit)
+            runs = sorted((full_pull(base, limit) for _ in range(WARM_RUNS)),
                           key=lambda pull: pull.seconds)
             warm[limit] = runs[len(runs) // 2]
         log(f"{kind} limit {limit}: cold {cold[limit].per_s:,.0f}/s, "
-            f"warm {warm[limit].per_s:,.0f}/s ({cold[limit].entities} entities)")
+            f"warm {warm[limit].per_s:,.0f}/s ({cold[limit].entities} entities; warm wall "
+            f"{warm[limit].seconds * 1000:.0f} ms, server {sum(warm[limit].server_ms):.0f} ms)")
     last = warm[args.page_sizes[-1]]
     scope = {"entities": last.entities, "groups": len(last.have_groups)}
     with serving(kind, env, tmp) as base:
@@ -269,21 +320,25 @@ def bench_database(kind: str, args: argparse.Namespace, tmp: Path,
             started = time.perf_counter()
             summary = client.pull()
             replica_s = time.perf_counter() - started
-        with httpx.Client(base_url=base, timeout=60) as http:
+        connection = Connection(base)
+        try:
             body = {"cursor": last.cursor, "scope": scope_json(),
                     "have_groups": last.have_groups, "limit": 500}
             for _ in range(20):  # warm this worker's index and connection
-                http.post("/v1/sync/pull", json=body)
+                connection.post_json("/v1/sync/pull", body)
             timings, trips = [], []
             cursor = last.cursor
             for _ in range(NO_CHANGE_PULLS):
                 began = time.perf_counter()
-                response = http.post("/v1/sync/pull", json={**body, "cursor": cursor})
+                data, server_time = connection.post_json("/v1/sync/pull",
+                                                         {**body, "cursor": cursor})
                 trips.append((time.perf_counter() - began) * 1000)
-                page = response.json()
+                page = json.loads(data)
                 assert not page["has_more"] and not page["alerts"]["upserted"], page
                 cursor = page["cursor"]
-                timings.append(server_ms(response))
+                timings.append(server_time)
+        finally:
+            connection.close()
         with SyncClient(base, tmp / f"pusher-{kind}.db", token=coordinator,
                         scope=Scope(group_ids=(in_scope[0],))) as pusher:
             for k in range(PUSHED_ALERTS):
@@ -315,7 +370,7 @@ def bench_database(kind: str, args: argparse.Namespace, tmp: Path,
 
 @contextlib.contextmanager
 def serving(kind: str, env: dict[str, str], tmp: Path):
-    server = Server(f"blockwatch-{kind}", "api:create_app()", env, workers=1, threads=1,
+    server = Server(f"blockwatch-{kind}", "api.wsgi:app", env, workers=1, threads=1,
                     log_path=tmp / f"gunicorn-{kind}.log").start()
     try:
         server.wait_ready("/v1/health")

@@ -106,20 +106,21 @@ def _render(page: sync_pull.PullPage) -> Response:
     """The page as :class:`api.schemas.SyncPullResponse` describes it, each entity rendered
     once per version and view (a city's devices pull the same groups and alerts)."""
     rendered: http.RenderedCache = current_app.extensions["blockwatch.rendered"]
+    dumps = http.compact_json
 
     def texts(cls, entities) -> str:
-        return ", ".join(rendered.text(cls, entity) for entity in entities)
+        return ",".join(rendered.text(cls, entity) for entity in entities)
 
     def changes(upserted: str, deleted: list[str]) -> str:
-        return f'{{"upserted": [{upserted}], "deleted": {json.dumps(deleted)}}}'
+        return f'{{"upserted":[{upserted}],"deleted":{dumps(deleted)}}}'
 
     body = (
-        f'{{"cursor": {json.dumps(page.cursor)}, "has_more": {json.dumps(page.has_more)}, '
-        f'"reset": {json.dumps(page.reset)}, '
-        f'"groups": {changes(texts(schemas.Group, page.groups), page.deleted_groups)}, '
-        f'"alerts": {changes(_alert_texts(rendered, page), page.deleted_alerts)}, '
-        f'"tips": {changes(texts(schemas.SyncTip, page.tips), page.deleted_tips)}, '
-        f'"removed_groups": {json.dumps(page.removed_groups)}}}'
+        f'{{"cursor":{dumps(page.cursor)},"has_more":{dumps(page.has_more)},'
+        f'"reset":{dumps(page.reset)},'
+        f'"groups":{changes(texts(schemas.Group, page.groups), page.deleted_groups)},'
+        f'"alerts":{changes(_alert_texts(rendered, page), page.deleted_alerts)},'
+        f'"tips":{changes(texts(schemas.SyncTip, page.tips), page.deleted_tips)},'
+        f'"removed_groups":{dumps(page.removed_groups)}}}'
     )
     response = Response(body, mimetype="application/json")
     response.headers.update(_PRIVATE)
@@ -129,15 +130,13 @@ def _render(page: sync_pull.PullPage) -> Response:
 def _alert_texts(rendered: http.RenderedCache, page: sync_pull.PullPage) -> str:
     """Alerts by ref: renderings kept from earlier pages where there are any, the rest loaded
     (in one query) and rendered now."""
-    keys = [(schemas.Alert, *ref) for ref in page.alerts]
-    found = [rendered.get(key) for key in keys]
+    alert = schemas.Alert
+    found = rendered.get_many([(alert, *ref) for ref in page.alerts])
     missing = [ref.id for ref, text in zip(page.alerts, found, strict=True) if text is None]
     if missing:
         loaded = page.load_alerts(missing)
         for index, (ref, text) in enumerate(zip(page.alerts, found, strict=True)):
             if text is None and ref.id in loaded:
-                alert = loaded[ref.id]
-                found[index] = rendered.text(
-                    schemas.Alert, alert, (alert.location_exact, alert.status)
-                )
-    return ", ".join(text for text in found if text is not None)
+                view = loaded[ref.id]
+                found[index] = rendered.text(alert, view, (view.location_exact, view.status))
+    return ",".join(text for text in found if text is not None)

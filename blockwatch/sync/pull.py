@@ -276,12 +276,17 @@ class _Page:
         filled first (the cursor then says where to go on)."""
         done: set[str] = set()
         rows_sent: list = []
+        connection = self.session.connection()
+        position = self.position
+        exact = set(position.exact)
+        exact_view = self.actor.belongs_to if not self.actor.is_admin else None
+        current, after = position.group, position.after_alert
         try:
-            while pending:
+            start = 0
+            while start < len(pending):
                 # A group brings its row and its alerts (about ten in a busy city): fetch
                 # about as many groups as the page can hold, more on the next turn.
-                chunk = pending[: max(1, min(200, self.room // 8))]
-                current, after = self.position.group, self.position.after_alert
+                chunk = pending[start: start + max(1, min(200, self.room // 8))]
                 groups = group_services.views(
                     self.db, [key for key in chunk if key != current or after is None],
                     self.session,
@@ -289,54 +294,47 @@ class _Page:
                 query = select(*alert_services.REF_COLUMNS).where(AlertRow.group_id.in_(chunk))
                 if current in chunk and after is not None:
                     query = query.where((AlertRow.group_id != current) | (AlertRow.id > after))
-                rows = self.session.execute(
+                rows = connection.execute(
                     query.order_by(AlertRow.group_id, AlertRow.id).limit(self.room + 1),
                     {"ref_now": self.now},
                 ).all()
                 by_group: dict[str, list] = {}
                 for row in rows:
-                    by_group.setdefault(row.group_id, []).append(row)
+                    by_group.setdefault(row[1], []).append(row)
                 for key in chunk:
+                    start += 1
                     if key != current or after is None:
                         group = groups.get(key)
                         if group is None:  # gone since the index named it
-                            pending.remove(key)
                             continue
                         if self.room == 0:
                             return None
                         self.page.groups.append(group)
                         self.room -= 1
-                        after = ""
-                        self.position = self.position.but(group=key, after_alert="")
-                    own = by_group.get(key, [])
+                        current, after = key, ""
+                    own = by_group.get(key, ())
                     fits = own[: self.room]
                     if fits:
                         rows_sent.extend(fits)
                         self.room -= len(fits)
-                        self.position = self.position.but(group=key, after_alert=fits[-1].id)
+                        after = fits[-1][0]
                     if len(fits) < len(own):
                         return None  # more of this group's alerts on the next page
                     # Rows are fetched up to the room left plus one, so a group whose alerts
                     # all fit was fetched whole.
-                    pending.remove(key)
                     done.add(key)
-                    self._completed(key)
+                    if exact_view is not None and exact_view(key):
+                        exact.add(key)
+                    else:
+                        exact.discard(key)
                     current, after = None, None
             return done
         finally:
-            self.page.alerts.extend(
-                alert_services.ref_of(self.actor, row) for row in rows_sent
-            )
-
-    def _completed(self, key: str) -> None:
-        exact = set(self.position.exact)
-        if self.actor.belongs_to(key) and not self.actor.is_admin:
-            exact.add(key)
-        else:
-            exact.discard(key)
-        self.position = self.position.but(
-            group=None, after_alert=None, exact=tuple(sorted(exact))
-        )
+            # The cursor moves once: to the group under way (and its last alert sent), or
+            # past the groups completed.
+            self.position = position.but(group=current, after_alert=after,
+                                         exact=tuple(sorted(exact)))
+            self.page.alerts.extend(alert_services.refs_of(self.actor, rows_sent))
 
     def _backfill_tips(self, wanted: tuple[str, ...]) -> bool:
         """Send the tips the new languages want that the replica lacks; False when the page
@@ -372,7 +370,7 @@ class _Page:
         held_ids = sorted(held)
         streams: list[Iterable[tuple[int, str, object]]] = []
         if held_ids:
-            alert_rows = session.execute(
+            alert_rows = session.connection().execute(
                 select(*alert_services.REF_COLUMNS)
                 .where(in_range, AlertRow.group_id.in_(held_ids))
                 .order_by(AlertRow.seq).limit(fetch),
@@ -422,9 +420,7 @@ class _Page:
                      if kind == "group" and sent_groups.get(key) != seq]
         views = group_services.views(self.db, group_ids, self.session) if group_ids else {}
         self.page.groups.extend(views[key] for key in group_ids if key in views)
-        self.page.alerts.extend(
-            alert_services.ref_of(self.actor, row) for row in alert_rows
-        )
+        self.page.alerts.extend(alert_services.refs_of(self.actor, alert_rows))
         self.page.tips.extend(tip_services.view(row) for _, kind, row in changes if kind == "tip")
         self.page.deleted_alerts.extend(
             key for _, kind, key in changes if kind == "alert-deleted"

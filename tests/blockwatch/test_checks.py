@@ -44,3 +44,29 @@ def test_agrees_with_checking_each_item(values: list[str]) -> None:
             return False
 
     assert are_canonical_uuids(values) == all(canonical(value) for value in values)
+
+
+@given(
+    st.lists(st.uuids().map(str), min_size=1, max_size=5),
+    st.data(),
+)
+def test_one_character_off_is_caught(ids: list[str], data) -> None:
+    """Near misses the joined check must see: one character of one id replaced by a dash, a
+    comma, an upper-case or non-ASCII letter, or an id cut short while its neighbour grows."""
+    index = data.draw(st.integers(0, len(ids) - 1))
+    position = data.draw(st.integers(0, 35))
+    if data.draw(st.booleans()) and index + 1 < len(ids):
+        moved = ids[index][position]
+        ids[index] = ids[index][:position] + ids[index][position + 1:]
+        ids[index + 1] = moved + ids[index + 1]
+    else:
+        swap = data.draw(st.sampled_from(["-", ",", "A", "g", " ", "é", "0"]))
+        ids[index] = ids[index][:position] + swap + ids[index][position + 1:]
+
+    def canonical(value: str) -> bool:
+        try:
+            return check_uuid(value) == value
+        except ValidationError:
+            return False
+
+    assert are_canonical_uuids(ids) == all(canonical(value) for value in ids)

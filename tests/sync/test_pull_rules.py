@@ -556,11 +556,14 @@ def statements_of(db, action) -> list[str]:
     def record(connection, cursor, statement, parameters, context, executemany):
         seen.append(statement)
 
-    event.listen(db.engine, "before_cursor_execute", record)
+    engines = {db.engine, db.read_engine}  # reads have a pool of their own on PostgreSQL
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", record)
     try:
         action()
     finally:
-        event.remove(db.engine, "before_cursor_execute", record)
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", record)
     return seen
 
 
