@@ -19,7 +19,7 @@ from typing import Any
 
 import click
 
-from api import create_app, http, schemas
+from api import http, schemas
 from blockwatch import cli as blockwatch_cli
 from blockwatch.delivery.worker import (
     DEFAULT_BATCH,
@@ -34,7 +34,8 @@ DEFAULT_THREADS = 16
 
 
 def serve(host: str, port: int, workers: int = 2, threads: int = DEFAULT_THREADS) -> None:
-    """Serve ``api.create_app()`` until interrupted."""
+    """Serve ``api.wsgi:app`` (the app, the collector tuned for a server) until interrupted;
+    each gunicorn worker imports it after the fork."""
     if importlib.util.find_spec("gunicorn") is None:
         print(
             "gunicorn is not installed: serving with Werkzeug's development server, which is "
@@ -43,7 +44,9 @@ def serve(host: str, port: int, workers: int = 2, threads: int = DEFAULT_THREADS
         )
         from werkzeug.serving import run_simple
 
-        run_simple(host, port, create_app(), threaded=True)
+        from api.wsgi import app
+
+        run_simple(host, port, app, threaded=True)
         return
     from gunicorn.app.base import BaseApplication
 
@@ -56,7 +59,9 @@ def serve(host: str, port: int, workers: int = 2, threads: int = DEFAULT_THREADS
             self.cfg.set("accesslog", "-")
 
         def load(self):
-            return create_app()
+            from api.wsgi import app
+
+            return app
 
     _Gunicorn().run()
 

@@ -22,7 +22,13 @@ DEFAULT_GC_GEN0_THRESHOLD = 50_000
 
 def tune_collector(environ: os._Environ | dict[str, str] = os.environ) -> None:
     """Set the collector's first threshold from ``BLOCKWATCH_GC_GEN0_THRESHOLD``."""
-    threshold = int(environ.get("BLOCKWATCH_GC_GEN0_THRESHOLD", DEFAULT_GC_GEN0_THRESHOLD))
+    text = environ.get("BLOCKWATCH_GC_GEN0_THRESHOLD", str(DEFAULT_GC_GEN0_THRESHOLD))
+    try:
+        threshold = int(text)
+    except ValueError:
+        raise ValueError(
+            f"BLOCKWATCH_GC_GEN0_THRESHOLD must be a whole number, not {text!r}"
+        ) from None
     if threshold > 0:
         _, older, oldest = gc.get_threshold()
         gc.set_threshold(threshold, older, oldest)
