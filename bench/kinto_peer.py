@@ -70,7 +70,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -495,6 +495,7 @@ def measure_kinto(
     load: str = "sql",
     db_name: str = DEFAULT_DB_NAME,
     venv: Path = VENV_DIR,
+    before_pull: Callable[[int, int], None] | None = None,
 ) -> dict:
     """Run Kinto on PostgreSQL, load ``records`` into one collection, time full pulls.
 
@@ -503,7 +504,9 @@ def measure_kinto(
     Each record is stored as it is (``id`` should be a UUID string; datetimes and UUIDs go as
     strings). ``load="sql"`` bulk-inserts the rows Kinto's POST would write (seconds);
     ``load="api"`` goes through ``POST /v1/batch`` (7 to 25 ms a record here). Each page size
-    is pulled ``repeats`` times, interleaved; the median pull is reported. Returns::
+    is pulled ``repeats`` times, interleaved; the median pull is reported. ``before_pull(page,
+    round)``, when given, runs right before each timed pull (a caller's own pull of the same
+    page size, so both are measured in the same minutes of a noisy machine). Returns::
 
         {"version": "26.5.0", "records": n, "server": "...", "load": "sql",
          "setup_seconds": ..., "load_seconds": ..., "content_encoding": ["identity"],
@@ -555,7 +558,7 @@ def measure_kinto(
                 finally:
                     client.close()
                 _log(f"loaded {len(records)} records ({load}) in {load_seconds:.1f}s")
-                result = _measure(server.port, len(records), page_sizes, repeats)
+                result = _measure(server.port, len(records), page_sizes, repeats, before_pull)
             finally:
                 server.stop()
             _add_server_times(result, server.log_path)
@@ -573,13 +576,16 @@ def measure_kinto(
     }
 
 
-def _measure(port: int, n: int, page_sizes: list[int], repeats: int) -> dict[str, Any]:
+def _measure(port: int, n: int, page_sizes: list[int], repeats: int,
+             before_pull: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     warm = _pull(port, max(page_sizes), "kinto-peer warm-up")
     if warm["records"] != n:
         raise RuntimeError(f"pulled {warm['records']} of {n} records")
     runs: dict[int, list[dict[str, Any]]] = {p: [] for p in page_sizes}
     for round_no in range(repeats):
         for page in page_sizes:
+            if before_pull is not None:
+                before_pull(page, round_no)
             run = _pull(port, page, f"kinto-peer pull {page} {round_no}")
             if run["records"] != n:
                 raise RuntimeError(f"page {page}: pulled {run['records']} of {n} records")

@@ -83,7 +83,7 @@ CELL_DEG = 0.0027  # about 200 m of longitude here; latitude cells are scaled to
 PAGE_SIZES = (100, 500, 1000, 5000)
 NO_CHANGE_PULLS = 200
 PUSHED_ALERTS = 100
-WARM_RUNS = 3  # warm pulls per page size; the median is reported (as for Kinto)
+WARM_RUNS = 5  # warm pulls per page size, and Kinto's pulls; each side's median is reported
 
 
 # -- the city ------------------------------------------------------------------------------
@@ -240,6 +240,7 @@ def full_pull(base_url: str, limit: int) -> Pull:
 @dataclass
 class DatabaseReport:
     kind: str
+    url: str
     build_s: float
     scope: dict[str, int]
     cold: dict[int, Pull]
@@ -250,6 +251,7 @@ class DatabaseReport:
     no_change_round_trip_ms: float
     push_s: float
     push_server_ms: float
+    servers: dict[int, str] = field(default_factory=dict)
 
 
 def open_database(kind: str, tmp: Path, postgres_url: str, stack: contextlib.ExitStack
@@ -285,7 +287,11 @@ def analyse(db: Database) -> None:
 
 
 def bench_database(kind: str, args: argparse.Namespace, tmp: Path,
-                   stack: contextlib.ExitStack) -> tuple[DatabaseReport, str]:
+                   stack: contextlib.ExitStack, paired: contextlib.ExitStack | None = None
+                   ) -> tuple[DatabaseReport, str]:
+    """Build the city in ``kind`` and measure it. With ``paired``, the warm pulls are left for
+    later: each page size's server stays up in ``paired`` (its base URL in the report's
+    ``servers``), for :func:`pair_with_kinto` to pull right before each of Kinto's pulls."""
     url = open_database(kind, tmp, args.postgres_url, stack)
     db = Database(url, Settings(database_url=url))
     db.migrate()
@@ -301,17 +307,19 @@ def bench_database(kind: str, args: argparse.Namespace, tmp: Path,
     env = {**os.environ, "BLOCKWATCH_DATABASE_URL": url, "BLOCKWATCH_RATE_LIMIT_WRITES": "off"}
     cold: dict[int, Pull] = {}
     warm: dict[int, Pull] = {}
+    servers: dict[int, str] = {}
     for limit in args.page_sizes:
-        with serving(kind, env, tmp) as base:
+        with contextlib.ExitStack() as own:
+            base = (paired or own).enter_context(serving(kind, env, tmp, f"-{limit}"))
             warm_up(base)
             cold[limit] = full_pull(base, limit)
-            runs = sorted((full_pull(base, limit) for _ in range(WARM_RUNS)),
-                          key=lambda pull: pull.seconds)
-            warm[limit] = runs[len(runs) // 2]
-        log(f"{kind} limit {limit}: cold {cold[limit].per_s:,.0f}/s, "
-            f"warm {warm[limit].per_s:,.0f}/s ({cold[limit].entities} entities; warm wall "
-            f"{warm[limit].seconds * 1000:.0f} ms, server {sum(warm[limit].server_ms):.0f} ms)")
-    last = warm[args.page_sizes[-1]]
+            log(f"{kind} limit {limit}: cold {cold[limit].per_s:,.0f}/s")
+            if paired is not None:
+                servers[limit] = base
+                continue
+            warm[limit] = median_pull([full_pull(base, limit) for _ in range(WARM_RUNS)])
+        log_warm(kind, limit, warm[limit])
+    last = cold[args.page_sizes[-1]]
     scope = {"entities": last.entities, "groups": len(last.have_groups)}
     with serving(kind, env, tmp) as base:
         replica_path = tmp / f"replica-{kind}.db"
@@ -361,17 +369,50 @@ def bench_database(kind: str, args: argparse.Namespace, tmp: Path,
         f"push {push_s * 1000:.0f} ms")
     del group_ids
     return DatabaseReport(
-        kind=kind, build_s=build_s, scope=scope, cold=cold, warm=warm, replica_s=replica_s,
+        kind=kind, url=url, build_s=build_s, servers=servers, scope=scope, cold=cold,
+        warm=warm, replica_s=replica_s,
         replica_entities=summary.upserted, no_change_server_ms=statistics.median(timings),
         no_change_round_trip_ms=statistics.median(trips), push_s=push_s,
         push_server_ms=push_timing[0] if push_timing else float("nan"),
     ), url
 
 
+def median_pull(runs: list[Pull]) -> Pull:
+    return sorted(runs, key=lambda pull: pull.seconds)[len(runs) // 2]
+
+
+def log_warm(kind: str, limit: int, pull: Pull) -> None:
+    log(f"{kind} limit {limit}: warm {pull.per_s:,.0f}/s (wall {pull.seconds * 1000:.0f} ms, "
+        f"server {sum(pull.server_ms):.0f} ms, {pull.pages} pages)")
+
+
+def pair_with_kinto(args: argparse.Namespace, ours: DatabaseReport, postgres_url: str,
+                    paired: contextlib.ExitStack) -> dict[str, Any]:
+    """Kinto's pulls, each right after ours of the same page size (on our server left up for
+    it): the two are measured in the same minutes, so the machine's drift (other work on a
+    shared host) moves both alike. The median of each side's rounds is reported."""
+    import kinto_peer
+
+    runs: dict[int, list[Pull]] = {limit: [] for limit in args.page_sizes}
+
+    def before_pull(limit: int, round_no: int) -> None:
+        runs[limit].append(full_pull(ours.servers[limit], limit))
+
+    records = kinto_records(ours.url)
+    log(f"kinto: {len(records)} records")
+    kinto = kinto_peer.measure_kinto(records, args.page_sizes, postgres_url,
+                                     repeats=WARM_RUNS, before_pull=before_pull)
+    paired.close()
+    for limit in args.page_sizes:
+        ours.warm[limit] = median_pull(runs[limit])
+        log_warm(ours.kind, limit, ours.warm[limit])
+    return kinto
+
+
 @contextlib.contextmanager
-def serving(kind: str, env: dict[str, str], tmp: Path):
-    server = Server(f"blockwatch-{kind}", "api.wsgi:app", env, workers=1, threads=1,
-                    log_path=tmp / f"gunicorn-{kind}.log").start()
+def serving(kind: str, env: dict[str, str], tmp: Path, suffix: str = ""):
+    server = Server(f"blockwatch-{kind}{suffix}", "api.wsgi:app", env, workers=1, threads=1,
+                    log_path=tmp / f"gunicorn-{kind}{suffix}.log").start()
     try:
         server.wait_ready("/v1/health")
         yield f"http://127.0.0.1:{server.port}"
@@ -398,7 +439,11 @@ def kinto_records(url: str) -> list[dict[str, Any]]:
 
 
 # -- the report ------------------------------------------------------------------------------
-def report(args, reports: list[DatabaseReport], kinto: dict[str, Any] | None) -> str:
+def report(args, reports: list[DatabaseReport], kinto: dict[str, Any] | None,
+           pair_kind: str | None = None) -> str:
+    def ratio_head(r: DatabaseReport) -> str:
+        return f"{r.kind} warm ÷ Kinto" + (" (paired)" if r.kind == pair_kind else "")
+
     lines = [
         f"Command: `.venv/bin/python bench/sync_bench.py {' '.join(args.argv)}`  ",
         f"City: {args.groups:,} groups, {args.alerts:,} alerts; scope 3 km: "
@@ -407,8 +452,9 @@ def report(args, reports: list[DatabaseReport], kinto: dict[str, Any] | None) ->
         "",
         "| page size | " + " | ".join(
             f"{r.kind} cold /s | {r.kind} warm /s" for r in reports)
-        + (" | Kinto (PG) /s | ours ÷ Kinto (worst) |" if kinto else " |"),
-        "|---|" + "---|---|" * len(reports) + ("---|---|" if kinto else ""),
+        + (" | Kinto (PG) /s | " + " | ".join(ratio_head(r) for r in reports) + " |"
+           if kinto else " |"),
+        "|---|" + "---|---|" * len(reports) + ("---|" * (1 + len(reports)) if kinto else ""),
     ]
     for limit in args.page_sizes:
         cells = []
@@ -417,8 +463,8 @@ def report(args, reports: list[DatabaseReport], kinto: dict[str, Any] | None) ->
         row = f"| {limit} | " + " | ".join(cells)
         if kinto:
             theirs = kinto["pulls"][limit]["records_per_s"]
-            worst = min(min(r.cold[limit].per_s, r.warm[limit].per_s) for r in reports)
-            row += f" | {theirs:,.0f} | {worst / theirs:.1f}×"
+            row += f" | {theirs:,.0f} | " + " | ".join(
+                f"{r.warm[limit].per_s / theirs:.2f}×" for r in reports)
         lines.append(row + " |")
     lines += ["", "| | " + " | ".join(r.kind for r in reports)
               + (" | Kinto (PG) |" if kinto else " |"),
@@ -470,24 +516,22 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str]) -> None:
     args = parse_args(argv)
+    kinds = args.databases.split(",")
+    # Kinto runs on PostgreSQL, so it is paired with our PostgreSQL (else our only database).
+    pair_kind = None if args.no_kinto else ("postgresql" if "postgresql" in kinds else kinds[0])
     reports = []
     kinto = None
     with tempfile.TemporaryDirectory(prefix="sync-bench-") as name, \
-            contextlib.ExitStack() as stack:
+            contextlib.ExitStack() as stack, contextlib.ExitStack() as paired:
         tmp = Path(name)
-        pg_url = None
-        for kind in args.databases.split(","):
-            found, url = bench_database(kind, args, tmp, stack)
+        for kind in kinds:
+            found, _ = bench_database(kind, args, tmp, stack,
+                                      paired if kind == pair_kind else None)
             reports.append(found)
-            if kind == "postgresql":
-                pg_url = url
-        if not args.no_kinto:
-            import kinto_peer
-
-            records = kinto_records(pg_url or url)
-            log(f"kinto: {len(records)} records")
-            kinto = kinto_peer.measure_kinto(records, args.page_sizes, args.postgres_url)
-    print(report(args, reports, kinto))
+        if pair_kind is not None:
+            ours = next(r for r in reports if r.kind == pair_kind)
+            kinto = pair_with_kinto(args, ours, args.postgres_url, paired)
+    print(report(args, reports, kinto, pair_kind))
 
 
 if __name__ == "__main__":

@@ -64,10 +64,11 @@ def are_canonical_uuids(values: object) -> bool:
         return False
     if not values:
         return True
-    if not all(type(value) is str for value in values):
-        return False
     count, stride = len(values), _UUID_LENGTH + 1
-    joined = ",".join(values)
+    try:
+        joined = ",".join(values)
+    except TypeError:  # an item that is not text
+        return False
     if len(joined) != count * stride - 1 or not joined.isascii():
         return False
     raw = joined.encode("ascii")

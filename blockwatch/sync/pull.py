@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 
-from sqlalchemy import select
+from sqlalchemy import Integer, bindparam, select
 from sqlalchemy.orm import Session
 
 from blockwatch import alerts as alert_services
@@ -47,6 +47,23 @@ from blockwatch.sync.cursor import SCHEMA_VERSION, Cursor
 from blockwatch.sync.scope import FALLBACK_LANGUAGE, Area, Scope
 
 __all__ = ["Area", "PullPage", "PullRequest", "Scope", "pull"]
+
+#: The statements every page runs, built once: building a statement costs more than
+#: SQLAlchemy's cached compilation of it, and a sync page of 100 entities runs in about 3 ms.
+_STATE = select(
+    SyncState.seq, SyncState.server_id, SyncState.purged_through_seq, SyncState.cursor_secret,
+).where(SyncState.id == 1)
+#: The alerts of some groups (``chunk``) in backfill order, ``fetch`` at most.
+_BACKFILL = (
+    select(*alert_services.REF_COLUMNS)
+    .where(AlertRow.group_id.in_(bindparam("chunk", expanding=True)))
+    .order_by(AlertRow.group_id, AlertRow.id)
+    .limit(bindparam("fetch", type_=Integer))
+)
+#: The same, resuming within the group ``current`` after the alert ``after``.
+_BACKFILL_RESUMING = _BACKFILL.where(
+    (AlertRow.group_id != bindparam("current")) | (AlertRow.id > bindparam("after"))
+)
 
 MAX_LIMIT = 5000
 DEFAULT_LIMIT = 500
@@ -98,10 +115,7 @@ def pull(db: Database, actor: Actor, request: PullRequest, now: datetime | None 
     _check(request)
     now = now or datetime.now(UTC)
     with db.read() as session:
-        state = session.execute(select(
-            SyncState.seq, SyncState.server_id, SyncState.purged_through_seq,
-            SyncState.cursor_secret,
-        ).where(SyncState.id == 1)).one()
+        state = session.connection().execute(_STATE).one()
         # The scope comes from the spatial index, brought to at least the log position the
         # page claims (entities are then read as they are now: newer is harmless, older never
         # happens).
@@ -291,13 +305,12 @@ class _Page:
                     self.db, [key for key in chunk if key != current or after is None],
                     self.session,
                 )
-                query = select(*alert_services.REF_COLUMNS).where(AlertRow.group_id.in_(chunk))
+                parameters = {"chunk": chunk, "fetch": self.room + 1, "ref_now": self.now}
+                query = _BACKFILL
                 if current in chunk and after is not None:
-                    query = query.where((AlertRow.group_id != current) | (AlertRow.id > after))
-                rows = connection.execute(
-                    query.order_by(AlertRow.group_id, AlertRow.id).limit(self.room + 1),
-                    {"ref_now": self.now},
-                ).all()
+                    query = _BACKFILL_RESUMING
+                    parameters.update(current=current, after=after)
+                rows = connection.execute(query, parameters).all()
                 by_group: dict[str, list] = {}
                 for row in rows:
                     by_group.setdefault(row[1], []).append(row)
