@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 
-from sqlalchemy import Integer, bindparam, select
+from sqlalchemy import Integer, Select, String, any_, bindparam, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from blockwatch import alerts as alert_services
@@ -53,17 +54,30 @@ __all__ = ["Area", "PullPage", "PullRequest", "Scope", "pull"]
 _STATE = select(
     SyncState.seq, SyncState.server_id, SyncState.purged_through_seq, SyncState.cursor_secret,
 ).where(SyncState.id == 1)
-#: The alerts of some groups (``chunk``) in backfill order, ``fetch`` at most.
-_BACKFILL = (
-    select(*alert_services.REF_COLUMNS)
-    .where(AlertRow.group_id.in_(bindparam("chunk", expanding=True)))
-    .order_by(AlertRow.group_id, AlertRow.id)
-    .limit(bindparam("fetch", type_=Integer))
-)
-#: The same, resuming within the group ``current`` after the alert ``after``.
-_BACKFILL_RESUMING = _BACKFILL.where(
-    (AlertRow.group_id != bindparam("current")) | (AlertRow.id > bindparam("after"))
-)
+
+
+def _backfill_statements(group_among) -> tuple[Select, Select]:
+    """The alerts of some groups (``chunk``) in backfill order, ``fetch`` at most; and the same
+    resuming within the group ``current`` after the alert ``after``."""
+    plain = (
+        select(*alert_services.REF_COLUMNS).where(group_among)
+        .order_by(AlertRow.group_id, AlertRow.id)
+        .limit(bindparam("fetch", type_=Integer))
+    )
+    return plain, plain.where(
+        (AlertRow.group_id != bindparam("current")) | (AlertRow.id > bindparam("after"))
+    )
+
+
+#: By dialect: PostgreSQL takes the chunk as one array (``= ANY``), so the statement's text
+#: stays the same whatever the chunk's length (an expanded ``IN`` of a hundred parameters
+#: cost about 0.5 ms more a query, in SQLAlchemy and psycopg); SQLite takes an ``IN``.
+_BACKFILL = {
+    "postgresql": _backfill_statements(
+        AlertRow.group_id == any_(bindparam("chunk", type_=ARRAY(String)))
+    ),
+    "sqlite": _backfill_statements(AlertRow.group_id.in_(bindparam("chunk", expanding=True))),
+}
 
 MAX_LIMIT = 5000
 DEFAULT_LIMIT = 500
@@ -291,6 +305,7 @@ class _Page:
         done: set[str] = set()
         rows_sent: list = []
         connection = self.session.connection()
+        plain, resuming = _BACKFILL[self.db.dialect]
         position = self.position
         exact = set(position.exact)
         exact_view = self.actor.belongs_to if not self.actor.is_admin else None
@@ -306,9 +321,9 @@ class _Page:
                     self.session,
                 )
                 parameters = {"chunk": chunk, "fetch": self.room + 1, "ref_now": self.now}
-                query = _BACKFILL
+                query = plain
                 if current in chunk and after is not None:
-                    query = _BACKFILL_RESUMING
+                    query = resuming
                     parameters.update(current=current, after=after)
                 rows = connection.execute(query, parameters).all()
                 by_group: dict[str, list] = {}
