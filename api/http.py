@@ -137,8 +137,10 @@ def _spend_write(key: str) -> None:
 
 
 class RenderedCache:
-    """JSON text of entities by (schema, id, version): an entity's version changes with every
-    edit, so a rendering never goes stale; the least recently used make room."""
+    """JSON text of entities by ``(schema, (id, version, *variant))``: an entity's version
+    changes with every edit, so a rendering never goes stale; the least recently used make
+    room. The inner tuple is what identifies a view of an entity; a sync page asks by
+    :class:`blockwatch.alerts.AlertRef`, which is such a tuple, without unpacking it."""
 
     def __init__(self, capacity: int) -> None:
         self._capacity = capacity
@@ -148,7 +150,7 @@ class RenderedCache:
     def text(self, cls: type[Schema], entity: Any, variant: tuple = ()) -> str:
         """``entity`` rendered by ``cls``; ``variant`` names whatever else the rendering
         depends on (an alert's location precision for this reader, its status by the clock)."""
-        key = (cls, entity.id, entity.version, *variant)
+        key = (cls, (entity.id, entity.version, *variant))
         found = self.get(key)
         if found is None:
             found = compact_json(schema(cls).dump(entity))
@@ -168,7 +170,7 @@ class RenderedCache:
         return found
 
     def get(self, key: tuple) -> str | None:
-        """The rendering kept under ``(schema, id, version, *variant)``, if any."""
+        """The rendering kept under ``(schema, (id, version, *variant))``, if any."""
         with self._lock:
             found = self._texts.get(key)
             if found is not None:

@@ -131,12 +131,13 @@ def _alert_texts(rendered: http.RenderedCache, page: sync_pull.PullPage) -> str:
     """Alerts by ref: renderings kept from earlier pages where there are any, the rest loaded
     (in one query) and rendered now."""
     alert = schemas.Alert
-    found = rendered.get_many([(alert, *ref) for ref in page.alerts])
+    found = rendered.get_many([(alert, ref) for ref in page.alerts])
     missing = [ref.id for ref, text in zip(page.alerts, found, strict=True) if text is None]
-    if missing:
-        loaded = page.load_alerts(missing)
-        for index, (ref, text) in enumerate(zip(page.alerts, found, strict=True)):
-            if text is None and ref.id in loaded:
-                view = loaded[ref.id]
-                found[index] = rendered.text(alert, view, (view.location_exact, view.status))
+    if not missing:
+        return ",".join(found)
+    loaded = page.load_alerts(missing)
+    for index, (ref, text) in enumerate(zip(page.alerts, found, strict=True)):
+        if text is None and ref.id in loaded:
+            view = loaded[ref.id]
+            found[index] = rendered.text(alert, view, (view.location_exact, view.status))
     return ",".join(text for text in found if text is not None)

@@ -599,6 +599,26 @@ def test_a_pull_with_nothing_new_and_group_ids_reads_no_entity(client, db, scene
     assert_cheap_empty_pull(client, db, resident, scope, replica)
 
 
+def test_a_second_reader_of_the_same_view_gets_the_renderings_kept_from_the_first(
+        client, db, scene):
+    """Alerts are rendered once per version and view: a second public device's sync loads no
+    alert row (its renderings are found by ref), and gets the same objects; a member, who sees
+    its own group's alerts exactly, gets those loaded and rendered for its view."""
+    def loads_alerts(statements: list[str]) -> bool:
+        return any("alerts.title" in statement for statement in statements)
+
+    first, second, resident = Replica(), Replica(), Replica()
+    assert loads_alerts(statements_of(db, lambda: sync(client, first, scope_of(), limit=3)))
+    assert not loads_alerts(statements_of(db, lambda: sync(client, second, scope_of(),
+                                                           limit=3)))
+    assert second.alerts == first.alerts and second.alerts
+    mine = scene["headers"]["resident"]
+    assert loads_alerts(statements_of(db, lambda: sync(client, resident, scope_of(), mine)))
+    own = set(scene["alerts"]["mine"])
+    assert {key for key, alert in resident.alerts.items()
+            if alert["location_precision"] == "exact"} == own
+
+
 # -- validation --------------------------------------------------------------------------------
 @SQLITE_ONLY
 @pytest.mark.parametrize(("change", "field"), [
