@@ -104,25 +104,26 @@ def _mutation(item: dict) -> sync_push.Mutation:
 
 def _render(page: sync_pull.PullPage) -> Response:
     """The page as :class:`api.schemas.SyncPullResponse` describes it, each entity rendered
-    once per version and view (a city's devices pull the same groups and alerts)."""
+    once per version and view (a city's devices pull the same groups and alerts). The body is
+    joined once from its parts: a page of 5,000 entities is 3 MB, each copy of it counts."""
     rendered: http.RenderedCache = current_app.extensions["blockwatch.rendered"]
     dumps = http.compact_json
 
     def texts(cls, entities) -> str:
         return ",".join(rendered.text(cls, entity) for entity in entities)
 
-    def changes(upserted: str, deleted: list[str]) -> str:
-        return f'{{"upserted":[{upserted}],"deleted":{dumps(deleted)}}}'
+    def changes(name: str, upserted: str, deleted: list[str]) -> list[str]:
+        return [f',"{name}":{{"upserted":[', upserted, f'],"deleted":{dumps(deleted)}}}']
 
-    body = (
+    parts = [
         f'{{"cursor":{dumps(page.cursor)},"has_more":{dumps(page.has_more)},'
-        f'"reset":{dumps(page.reset)},'
-        f'"groups":{changes(texts(schemas.Group, page.groups), page.deleted_groups)},'
-        f'"alerts":{changes(_alert_texts(rendered, page), page.deleted_alerts)},'
-        f'"tips":{changes(texts(schemas.SyncTip, page.tips), page.deleted_tips)},'
-        f'"removed_groups":{dumps(page.removed_groups)}}}'
-    )
-    response = Response(body, mimetype="application/json")
+        f'"reset":{dumps(page.reset)}',
+        *changes("groups", texts(schemas.Group, page.groups), page.deleted_groups),
+        *changes("alerts", _alert_texts(rendered, page), page.deleted_alerts),
+        *changes("tips", texts(schemas.SyncTip, page.tips), page.deleted_tips),
+        f',"removed_groups":{dumps(page.removed_groups)}}}',
+    ]
+    response = Response("".join(parts), mimetype="application/json")
     response.headers.update(_PRIVATE)
     return response
 
