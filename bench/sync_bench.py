@@ -29,12 +29,16 @@ What it measures:
   records of one collection on its PostgreSQL backend, pulled with ``_since`` paging at the
   same page sizes by the same kind of client. Kinto's sync unit is a whole collection, so it
   pulls all 50,000 records where we pull the 3 km scope; entities per second is the rate both
-  deliver.
+  deliver. **Paired**: our warm pulls on the database Kinto is compared with (PostgreSQL) run
+  right before each of Kinto's timed pulls of the same page size, five rounds, on our servers
+  left up for it, so both sides' medians come from the same minutes of a noisy machine. The
+  bench process freezes its heap before timing (``gc.freeze()``), so neither client's parsing
+  sets off collections that walk the records this process holds.
 
 Nothing asserts a timing: the machine is shared. The report (Markdown for
 docs/performance.md) goes to stdout, progress to stderr. Run from the repository root::
 
-    .venv/bin/python bench/sync_bench.py                 # everything (~10 minutes)
+    .venv/bin/python bench/sync_bench.py                 # everything (about 3 minutes)
     .venv/bin/python bench/sync_bench.py --quick         # 1,000 groups, 10,000 alerts
     .venv/bin/python bench/sync_bench.py --no-kinto      # ours only
 """
