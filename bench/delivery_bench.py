@@ -91,8 +91,8 @@ for _path in (str(ROOT), str(BENCH)):
 import httpx  # noqa: E402
 import shapely  # noqa: E402
 from api_bench import cpu_s, log  # noqa: E402
+from scratch_database import open_database  # noqa: E402
 from sqlalchemy import (  # noqa: E402
-    create_engine,
     delete,
     event,
     func,
@@ -106,7 +106,7 @@ from sqlalchemy.orm import Session  # noqa: E402
 
 from blockwatch import accounts, alerts, groups  # noqa: E402
 from blockwatch.config import Settings  # noqa: E402
-from blockwatch.db import Database, normalise_url  # noqa: E402
+from blockwatch.db import Database  # noqa: E402
 from blockwatch.delivery import devices, outbox  # noqa: E402
 from blockwatch.delivery import worker as delivery_worker  # noqa: E402
 from blockwatch.delivery.transports import (  # noqa: E402
@@ -294,23 +294,6 @@ def stop_process(proc: subprocess.Popen, grace_s: float = 15.0) -> None:
 
 
 # -- the area ------------------------------------------------------------------------------
-def open_database(kind: str, tmp: Path, postgres_url: str, stack: contextlib.ExitStack) -> str:
-    if kind == "sqlite":
-        return f"sqlite:///{tmp / 'delivery-bench.db'}"
-    schema = f"delivery_bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(normalise_url(postgres_url))
-    with admin.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-
-    def drop() -> None:
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
-        log(f"postgresql: schema {schema} dropped")
-
-    stack.callback(drop)
-    separator = "&" if "?" in postgres_url else "?"
-    return f"{postgres_url}{separator}options=-csearch_path%3D{schema}"
 
 
 def make_group(db: Database) -> str:
@@ -967,7 +950,7 @@ def server_version(db: Database) -> str:
 
 def bench_database(kind: str, args: argparse.Namespace, tmp: Path, receiver: Receiver,
                    stack: contextlib.ExitStack) -> DatabaseReport:
-    url = open_database(kind, tmp, args.postgres_url, stack)
+    url = open_database(kind, "delivery-bench", tmp, args.postgres_url, stack)
     db = Database(url, Settings(database_url=url, webhook_allow_private=True))
     stack.callback(db.dispose)
     db.migrate()

@@ -72,11 +72,12 @@ sys.path[:0] = [str(ROOT), str(BENCH)]
 import httpx  # noqa: E402
 import shapely  # noqa: E402
 from api_bench import Server, log  # noqa: E402
-from sqlalchemy import create_engine, select, text  # noqa: E402
+from scratch_database import open_database  # noqa: E402
+from sqlalchemy import select, text  # noqa: E402
 
 from blockwatch import accounts, changelog, groups, tips  # noqa: E402
 from blockwatch.config import Settings  # noqa: E402
-from blockwatch.db import Database, normalise_url  # noqa: E402
+from blockwatch.db import Database  # noqa: E402
 from blockwatch.domain import OPERATOR, GroupDraft  # noqa: E402
 from blockwatch.models import Account, Alert, Base  # noqa: E402
 from blockwatch.sync import SyncClient  # noqa: E402
@@ -259,23 +260,6 @@ class DatabaseReport:
     servers: dict[int, str] = field(default_factory=dict)
 
 
-def open_database(kind: str, tmp: Path, postgres_url: str, stack: contextlib.ExitStack
-                  ) -> str:
-    if kind == "sqlite":
-        return f"sqlite:///{tmp / 'sync-bench.db'}"
-    schema = f"sync_bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(normalise_url(postgres_url))
-    with admin.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-
-    def drop() -> None:
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
-
-    stack.callback(drop)
-    separator = "&" if "?" in postgres_url else "?"
-    return f"{postgres_url}{separator}options=-csearch_path%3D{schema}"
 
 
 def analyse(db: Database) -> None:
@@ -297,7 +281,7 @@ def bench_database(kind: str, args: argparse.Namespace, tmp: Path,
     """Build the city in ``kind`` and measure it. With ``paired``, the warm pulls are left for
     later: each page size's server stays up in ``paired`` (its base URL in the report's
     ``servers``), for :func:`pair_with_kinto` to pull right before each of Kinto's pulls."""
-    url = open_database(kind, tmp, args.postgres_url, stack)
+    url = open_database(kind, "sync-bench", tmp, args.postgres_url, stack)
     db = Database(url, Settings(database_url=url))
     db.migrate()
     started = time.perf_counter()
