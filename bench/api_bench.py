@@ -861,18 +861,23 @@ def trace_post(url: str, work: Workload) -> tuple[list[str], int]:
 
 
 # -- the report ----------------------------------------------------------------------------
-def versions() -> str:
+API_PACKAGES = ("flask", "flask-restx", "werkzeug", "gunicorn", "marshmallow", "sqlalchemy",
+                "shapely", "psycopg", "flask-compress")
+
+
+def versions(packages: tuple[str, ...] = API_PACKAGES, with_sqlite: bool = True) -> str:
+    """Python's version and those of ``packages`` (and SQLite's), for a report's header."""
     import sqlite3
     from importlib.metadata import PackageNotFoundError, version
 
     parts = [f"Python {sys.version.split()[0]}"]
-    for name in ("flask", "flask-restx", "werkzeug", "gunicorn", "marshmallow", "sqlalchemy",
-                 "shapely", "psycopg", "flask-compress"):
+    for name in packages:
         try:
             parts.append(f"{name} {version(name)}")
         except PackageNotFoundError:
             parts.append(f"{name} (not installed)")
-    parts.append(f"SQLite {sqlite3.sqlite_version}")
+    if with_sqlite:
+        parts.append(f"SQLite {sqlite3.sqlite_version}")
     return ", ".join(parts)
 
 
@@ -886,7 +891,7 @@ def report(args: argparse.Namespace, command: Sequence[str], started: str, load_
     lines = [
         f"API benchmark, {started}: {versions()}; nproc {os.cpu_count()} (usable "
         f"{len(os.sched_getaffinity(0))}); load average {load_before} at the start, "
-        f"{_loadavg()} at the end",
+        f"{loadavg()} at the end",
         f"Command: `{shlex.join(command)}`",
         f"gunicorn: gthread, {args.workers} workers × {args.threads} threads, 127.0.0.1, no "
         f"access log; load: {args.clients} client processes × 1 keep-alive `http.client` "
@@ -994,7 +999,8 @@ def report(args: argparse.Namespace, command: Sequence[str], started: str, load_
     return "\n".join(lines)
 
 
-def _loadavg() -> str:
+def loadavg() -> str:
+    """The load averages of 1, 5 and 15 minutes, or "?" where /proc has none."""
     try:
         return " ".join(Path("/proc/loadavg").read_text().split()[:3])
     except OSError:
@@ -1055,7 +1061,7 @@ def main(argv: Sequence[str]) -> None:
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     command = getattr(sys, "orig_argv", [sys.executable, *sys.argv])
     started = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    load_before = _loadavg()
+    load_before = loadavg()
     nearby = alerts = profile = None
     alert_error = None
     with tempfile.TemporaryDirectory(prefix="api_bench_") as tmp_name, \

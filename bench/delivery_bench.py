@@ -90,7 +90,7 @@ for _path in (str(ROOT), str(BENCH)):
 
 import httpx  # noqa: E402
 import shapely  # noqa: E402
-from api_bench import cpu_s, log  # noqa: E402
+from api_bench import cpu_s, loadavg, log, versions  # noqa: E402
 from scratch_database import open_database  # noqa: E402
 from sqlalchemy import (  # noqa: E402
     delete,
@@ -998,23 +998,7 @@ def bench_database(kind: str, args: argparse.Namespace, tmp: Path, receiver: Rec
 
 
 # -- the report ----------------------------------------------------------------------------
-def versions() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    parts = [f"Python {sys.version.split()[0]}"]
-    for name in ("sqlalchemy", "psycopg", "httpx", "numpy", "shapely", "marshmallow"):
-        try:
-            parts.append(f"{name} {version(name)}")
-        except PackageNotFoundError:
-            parts.append(f"{name} (not installed)")
-    return ", ".join(parts)
-
-
-def _loadavg() -> str:
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "?"
+PACKAGES = ("sqlalchemy", "psycopg", "httpx", "numpy", "shapely", "marshmallow")
 
 
 def ms(seconds: float) -> str:
@@ -1024,9 +1008,10 @@ def ms(seconds: float) -> str:
 def report(args: argparse.Namespace, command: list[str], started: str, load_before: str,
            found: list[DatabaseReport]) -> str:
     lines = [
-        f"Delivery benchmark, {started}: {versions()}; {os.cpu_count()} cores (usable "
+        f"Delivery benchmark, {started}: {versions(PACKAGES, with_sqlite=False)}; "
+        f"{os.cpu_count()} cores (usable "
         f"{len(os.sched_getaffinity(0))}); load average {load_before} at the start, "
-        f"{_loadavg()} at the end",
+        f"{loadavg()} at the end",
         f"Command: `{shlex.join(command)}`",
         "",
     ]
@@ -1183,7 +1168,7 @@ def main(argv: list[str]) -> None:
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     command = getattr(sys, "orig_argv", [sys.executable, *sys.argv])
     started = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    load_before = _loadavg()
+    load_before = loadavg()
     found = []
     with tempfile.TemporaryDirectory(prefix="delivery-bench-") as name, \
             contextlib.ExitStack() as stack:
