@@ -12,6 +12,7 @@ from sqlalchemy import create_engine, text
 from blockwatch.config import Settings
 from blockwatch.db import Database, normalise_url
 from blockwatch.models import Base
+from tests.ci import skip_unless_ci
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -24,10 +25,9 @@ def shared_data() -> Path:
     it; on CI (``CI=true``) a missing folder is a failure, so the tests cannot silently vanish.
     """
     if not SHARED_DATA.is_dir():
-        reason = f"../shared/data not present: expected the public data sets at {SHARED_DATA}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
+        skip_unless_ci(
+            f"../shared/data not present: expected the public data sets at {SHARED_DATA}"
+        )
     return SHARED_DATA
 
 
@@ -56,10 +56,9 @@ def postgres_schema_url():
             connection.execute(text("SELECT 1"))
     except Exception as error:  # any failure to connect means the same here
         admin.dispose()
-        reason = f"PostgreSQL is not reachable at {POSTGRES_URL}: {error.__class__.__name__}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
+        skip_unless_ci(
+            f"PostgreSQL is not reachable at {POSTGRES_URL}: {error.__class__.__name__}"
+        )
     schema = f"bw_test_{uuid.uuid4().hex[:12]}"
     with admin.begin() as connection:
         connection.execute(text(f'CREATE SCHEMA "{schema}"'))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -26,6 +25,7 @@ from blockwatch.delivery.transports import (
     signature_header,
     verify_signature,
 )
+from tests.ci import skip_unless_ci
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "push.md"
 MARKER = re.compile(r"<!-- example: (?P<name>[\w-]+)(?P<attrs>[^\n]*?) -->\n```[a-z]*\n"
@@ -158,10 +158,9 @@ def _node() -> str:
     (CI=true), where the machine has it and a skip would hide a broken example."""
     node = shutil.which("node")
     if node is None:
-        reason = "Node.js is not installed: the Node receiver example of docs/push.md is unrun"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
+        skip_unless_ci(
+            "Node.js is not installed: the Node receiver example of docs/push.md is unrun"
+        )
     return node
 
 
