@@ -158,6 +158,21 @@ def children_of(pid: int) -> list[int]:
     return sorted(found)
 
 
+def stop_process(proc: subprocess.Popen, grace_s: float = STOP_GRACE_S) -> None:
+    """SIGTERM the process's group (it was started in a session of its own), SIGKILL it if it
+    lingers past ``grace_s``."""
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=grace_s)
+
+
 @dataclass
 class Server:
     """A gunicorn master serving ``app_spec`` on a free loopback port, in its own session (so
@@ -194,14 +209,7 @@ class Server:
         proc, self.proc = self.proc, None
         workers = children_of(proc.pid)
         # The master and its workers share their own process group: signal the group.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=STOP_GRACE_S)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=STOP_GRACE_S)
+        stop_process(proc, STOP_GRACE_S)
         for pid in workers:  # a worker that outlived its master (still ours: same group)
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 if os.getpgid(pid) == proc.pid:

@@ -90,7 +90,7 @@ for _path in (str(ROOT), str(BENCH)):
 
 import httpx  # noqa: E402
 import shapely  # noqa: E402
-from api_bench import cpu_s, loadavg, log, versions  # noqa: E402
+from api_bench import cpu_s, loadavg, log, stop_process, versions  # noqa: E402
 from scratch_database import open_database  # noqa: E402
 from sqlalchemy import (  # noqa: E402
     delete,
@@ -257,7 +257,7 @@ class Receiver:
 
     def stop(self) -> None:
         if self.proc is not None:
-            stop_process(self.proc)
+            stop_process(self.proc, grace_s=15.0)
             self.proc = None
 
     def _get(self, path: str) -> Any:
@@ -277,20 +277,6 @@ class Receiver:
 
     def cpu_s(self) -> float:
         return cpu_s(self.proc.pid) if self.proc is not None else 0.0
-
-
-def stop_process(proc: subprocess.Popen, grace_s: float = 15.0) -> None:
-    """SIGTERM the process (its own session, started here), SIGKILL it if it lingers."""
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=grace_s)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=grace_s)
 
 
 # -- the area ------------------------------------------------------------------------------
@@ -886,7 +872,7 @@ def delivery_run(db: Database, url: str, actor, group_id: str, receiver: Receive
         receiver_cpu = receiver.cpu_s() - receiver_before
     finally:
         for proc in procs:
-            stop_process(proc)
+            stop_process(proc, grace_s=15.0)
     with db.read() as session:
         rows = session.execute(select(Delivery.device_id, Delivery.state, Delivery.attempts)
                                .where(Delivery.alert_id == alert.id,
