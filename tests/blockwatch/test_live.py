@@ -352,6 +352,10 @@ def test_one_thread_serves_every_waiter_and_stops_when_idle(db, setting):
     ]
     for waiter in waiters:
         waiter.start()
+    deadline = time.monotonic() + WAIT_S
+    while feed.users < len(waiters):  # every waiter is waiting
+        assert time.monotonic() < deadline, f"{feed.users} waiters registered"
+        time.sleep(0.01)
     assert _feed_threads() <= before  # no thread more, however many wait
     post(db, setting)
     assert [woken.get(timeout=WAIT_S) for _ in waiters] == [start + 1] * 20
@@ -368,45 +372,49 @@ def test_the_feed_of_a_database_is_one_per_process(db):
     assert live.change_feed(db) is live.change_feed(db)
 
 
-def test_a_lost_listening_connection_is_opened_again(postgres_schema_url):
+@pytest.fixture
+def postgres_db(postgres_schema_url):
+    """A migrated, empty PostgreSQL database (the tests of LISTEN/NOTIFY need one)."""
     _empty_postgres(postgres_schema_url)
     db = Database(postgres_schema_url, Settings(database_url=postgres_schema_url))
     db.migrate()
-    try:
-        feed = live.ChangeFeed(db, poll_s=60.0)
-        start = feed.wait_past(-1, WAIT_S)
-        with db.engine.begin() as connection:
-            connection.execute(text("SELECT pg_terminate_backend(:pid)"),
-                               {"pid": feed._listener.info.backend_pid})
-        group(db)  # a write after the loss: heard through the new connection
-        assert feed.wait_past(start, WAIT_S) > start
-    finally:
-        db.dispose()
+    yield db
+    db.dispose()
 
 
-def test_a_writing_transaction_notifies_once_at_commit(postgres_schema_url):
-    _empty_postgres(postgres_schema_url)
-    db = Database(postgres_schema_url, Settings(database_url=postgres_schema_url))
-    db.migrate()
-    listener = live._listen(db)
-    try:
-        with db.write() as session:
-            taken = [*changelog.allocate(session, 2), *changelog.allocate(session)]
-            changelog.tombstone(session, "tip", str(uuid.uuid4()))
-            session.flush()
-            assert list(listener.notifies(timeout=0.2)) == []  # nothing before the commit
-        heard = list(listener.notifies(timeout=WAIT_S, stop_after=1))
-        heard += list(listener.notifies(timeout=0.2))  # and nothing more after it
-        assert [(n.channel, n.payload) for n in heard] == [
-            (changelog.NOTIFY_CHANNEL, str(taken[1]))]
-        # Another transaction notifies again.
-        with db.write() as session:
-            [seq] = changelog.allocate(session)
-        assert [n.payload for n in listener.notifies(timeout=WAIT_S, stop_after=1)] == [
-            str(seq)]
-    finally:
-        listener.close()
-        db.dispose()
+@pytest.fixture
+def listener(postgres_db):
+    """A connection listening on the change log's channel of ``postgres_db``."""
+    connection = live._listen(postgres_db)
+    yield connection
+    connection.close()
+
+
+def test_a_lost_listening_connection_is_opened_again(postgres_db):
+    db = postgres_db
+    feed = live.ChangeFeed(db, poll_s=60.0)
+    start = feed.wait_past(-1, WAIT_S)
+    with db.engine.begin() as connection:
+        connection.execute(text("SELECT pg_terminate_backend(:pid)"),
+                           {"pid": feed._listener.info.backend_pid})
+    group(db)  # a write after the loss: heard through the new connection
+    assert feed.wait_past(start, WAIT_S) > start
+
+
+def test_a_writing_transaction_notifies_once_at_commit(postgres_db, listener):
+    with postgres_db.write() as session:
+        taken = [*changelog.allocate(session, 2), *changelog.allocate(session)]
+        changelog.tombstone(session, "tip", str(uuid.uuid4()))
+        session.flush()
+        assert list(listener.notifies(timeout=0.2)) == []  # nothing before the commit
+    heard = list(listener.notifies(timeout=WAIT_S, stop_after=1))
+    heard += list(listener.notifies(timeout=0.2))  # and nothing more after it
+    assert [(n.channel, n.payload) for n in heard] == [
+        (changelog.NOTIFY_CHANNEL, str(taken[1]))]
+    # Another transaction notifies again.
+    with postgres_db.write() as session:
+        [seq] = changelog.allocate(session)
+    assert [n.payload for n in listener.notifies(timeout=WAIT_S, stop_after=1)] == [str(seq)]
 
 
 def _feed_threads() -> set[threading.Thread]:
@@ -431,22 +439,14 @@ def test_another_processes_new_group_places_its_location_less_alert(db, database
         lagging.dispose()
 
 
-def test_a_notify_in_a_rolled_back_savepoint_is_made_again(postgres_schema_url):
+def test_a_notify_in_a_rolled_back_savepoint_is_made_again(postgres_db, listener):
     """A sync push applies each mutation in a savepoint; PostgreSQL discards a NOTIFY made in
     one that is rolled back, so a later allocation in the same transaction must notify."""
-    _empty_postgres(postgres_schema_url)
-    db = Database(postgres_schema_url, Settings(database_url=postgres_schema_url))
-    db.migrate()
-    listener = live._listen(db)
-    try:
-        with db.write() as session:
-            rejected = session.begin_nested()
-            changelog.allocate(session)
-            rejected.rollback()
-            with session.begin_nested():
-                [seq] = changelog.allocate(session)
-        heard = list(listener.notifies(timeout=WAIT_S, stop_after=1))
-        assert [n.payload for n in heard] == [str(seq)]
-    finally:
-        listener.close()
-        db.dispose()
+    with postgres_db.write() as session:
+        rejected = session.begin_nested()
+        changelog.allocate(session)
+        rejected.rollback()
+        with session.begin_nested():
+            [seq] = changelog.allocate(session)
+    heard = list(listener.notifies(timeout=WAIT_S, stop_after=1))
+    assert [n.payload for n in heard] == [str(seq)]
