@@ -91,7 +91,7 @@ for _path in (str(ROOT), str(BENCH)):
 import httpx  # noqa: E402
 import shapely  # noqa: E402
 from api_bench import cpu_s, loadavg, log, stop_process, versions  # noqa: E402
-from scratch_database import open_database  # noqa: E402
+from scratch_database import analyse, open_database  # noqa: E402
 from sqlalchemy import (  # noqa: E402
     delete,
     event,
@@ -411,12 +411,11 @@ def make_devices(db: Database, n: int, group_id: str, port: int, seed: int
     return kinds, checked
 
 
-def analyze(db: Database, *tables: str, vacuum: bool = False) -> None:
-    if db.dialect != "postgresql":
-        return
-    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        for table in tables:
-            connection.execute(text(f"{'VACUUM ' if vacuum else ''}ANALYZE {table}"))
+def analyse_postgresql(db: Database, *tables: str, vacuum: bool = False) -> None:
+    """Statistics after a bulk load, on PostgreSQL only (the figures in docs/performance.md
+    were measured with SQLite left to its own)."""
+    if db.dialect == "postgresql":
+        analyse(db, *tables, vacuum=vacuum)
 
 
 # -- timing a post -------------------------------------------------------------------------
@@ -577,7 +576,7 @@ def timed_post(db: Database, actor, group_id: str, k: int, probe: Probe) -> Post
 def clear_deliveries(db: Database) -> None:
     with db.write() as session:
         session.execute(delete(Delivery))
-    analyze(db, "deliveries", vacuum=True)
+    analyse_postgresql(db, "deliveries", vacuum=True)
 
 
 def audience(db: Database, group_id: str) -> dict[str, int]:
@@ -817,7 +816,7 @@ def delivery_run(db: Database, url: str, actor, group_id: str, receiver: Receive
     held = hold(db, alert.id, args.deliver_limit)
     log(f"{db.dialect}: alert posted in {post_s:.2f} s (not timed here); {held:,} due "
         f"deliveries held back")
-    analyze(db, "deliveries")
+    analyse_postgresql(db, "deliveries")
     if not baseline_box:
         view = alerts.views_by_id(db, ANONYMOUS, [alert.id], dt.datetime.now(dt.UTC))[alert.id]
         from api.serving import render_alert
@@ -945,7 +944,7 @@ def bench_database(kind: str, args: argparse.Namespace, tmp: Path, receiver: Rec
     token = accounts.create_token(db, "Bench Coordinator", "coordinator", group_id)
     actor = accounts.authenticate(db, token)
     kinds, checked = make_devices(db, args.devices, group_id, receiver.port, args.seed)
-    analyze(db, "devices", "device_groups", "deliveries")
+    analyse_postgresql(db, "devices", "device_groups", "deliveries")
     setup_s = time.perf_counter() - started
     seen = audience(db, group_id)
     log(f"{kind}: {args.devices:,} devices in {setup_s:.1f} s ({checked} checked against "

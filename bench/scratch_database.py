@@ -1,5 +1,6 @@
 """A database a benchmark can fill and throw away: a SQLite file in its temporary directory, or a
-PostgreSQL schema of its own (created here, dropped when the bench's exit stack closes)."""
+PostgreSQL schema of its own (created here, dropped when the bench's exit stack closes); and
+its tables analysed after a bulk load."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, text
 
-from blockwatch.db import normalise_url
+from blockwatch.db import Database, normalise_url
+from blockwatch.models import Base
 
 
 def open_database(kind: str, name: str, tmp: Path, postgres_url: str,
@@ -31,3 +33,19 @@ def open_database(kind: str, name: str, tmp: Path, postgres_url: str,
     stack.callback(drop)
     separator = "&" if "?" in postgres_url else "?"
     return f"{postgres_url}{separator}options=-csearch_path%3D{schema}"
+
+
+def analyse(db: Database, *tables: str, vacuum: bool = False) -> None:
+    """What autovacuum does soon after a bulk load, done at once: planner statistics for
+    ``tables`` (every table of the schema when none is named); with ``vacuum`` on PostgreSQL
+    also the visibility map that lets an index-only scan skip the table."""
+    names = ", ".join(f'"{name}"' for name in tables or
+                      [table.name for table in Base.metadata.sorted_tables])
+    if db.dialect == "postgresql":
+        command = "VACUUM (ANALYZE)" if vacuum else "ANALYZE"
+        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.execute(text(f"{command} {names}"))
+    else:
+        with db.engine.begin() as connection:
+            for name in names.split(", "):
+                connection.execute(text(f"ANALYZE {name}"))

@@ -72,14 +72,14 @@ sys.path[:0] = [str(ROOT), str(BENCH)]
 import httpx  # noqa: E402
 import shapely  # noqa: E402
 from api_bench import Server, log  # noqa: E402
-from scratch_database import open_database  # noqa: E402
-from sqlalchemy import select, text  # noqa: E402
+from scratch_database import analyse, open_database  # noqa: E402
+from sqlalchemy import select  # noqa: E402
 
 from blockwatch import accounts, changelog, groups, tips  # noqa: E402
 from blockwatch.config import Settings  # noqa: E402
 from blockwatch.db import Database  # noqa: E402
 from blockwatch.domain import OPERATOR, GroupDraft  # noqa: E402
-from blockwatch.models import Account, Alert, Base  # noqa: E402
+from blockwatch.models import Account, Alert  # noqa: E402
 from blockwatch.sync import SyncClient  # noqa: E402
 from blockwatch.sync.scope import Area, Scope  # noqa: E402
 
@@ -165,7 +165,12 @@ class Pull:
 
 
 def server_ms(response: httpx.Response) -> float:
-    header = response.headers.get("Server-Timing", "")
+    return duration_ms(response.headers.get("Server-Timing"))
+
+
+def duration_ms(server_timing: str | None) -> float:
+    """The ``dur`` of a ``Server-Timing`` header (NaN without one)."""
+    header = server_timing or ""
     return float(header.split("dur=")[1]) if "dur=" in header else float("nan")
 
 
@@ -200,8 +205,7 @@ class Connection:
         data = response.read()
         if response.status != 200:
             raise RuntimeError(f"POST {path}: {response.status} {data[:500]!r}")
-        header = response.getheader("Server-Timing") or ""
-        return data, float(header.split("dur=")[1]) if "dur=" in header else float("nan")
+        return data, duration_ms(response.getheader("Server-Timing"))
 
     def close(self) -> None:
         self._http.close()
@@ -262,19 +266,6 @@ class DatabaseReport:
 
 
 
-def analyse(db: Database) -> None:
-    """What autovacuum does soon after a bulk load, done at once (Kinto's tables get the same
-    ``VACUUM (ANALYZE)``): planner statistics, and on PostgreSQL the visibility map that lets
-    an index-only scan skip the table."""
-    if db.engine.dialect.name == "postgresql":
-        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-            tables = ", ".join(f'"{table.name}"' for table in Base.metadata.sorted_tables)
-            connection.execute(text(f"VACUUM (ANALYZE) {tables}"))
-    else:
-        with db.engine.begin() as connection:
-            connection.execute(text("ANALYZE"))
-
-
 def bench_database(kind: str, args: argparse.Namespace, tmp: Path,
                    stack: contextlib.ExitStack, paired: contextlib.ExitStack | None = None
                    ) -> tuple[DatabaseReport, str]:
@@ -288,7 +279,7 @@ def bench_database(kind: str, args: argparse.Namespace, tmp: Path,
     group_ids = make_city(db, args.groups, args.alerts)
     build_s = time.perf_counter() - started
     log(f"{kind}: {args.groups} groups, {args.alerts} alerts in {build_s:.1f} s")
-    analyse(db)
+    analyse(db, vacuum=True)
     in_scope = db.spatial.groups.keys_within(lon=CENTRE[0], lat=CENTRE[1],
                                              radius_m=SCOPE_RADIUS_M)
     coordinator = accounts.create_token(db, "Bench Pusher", "coordinator", in_scope[0])

@@ -57,8 +57,6 @@ NEGATIVE_OPERATIONS = {
     ("GET", "/alerts/nearby"),
     ("GET", "/alerts/stream"),
     ("POST", "/devices"),
-    ("PATCH", "/devices/{device_id}"),
-    ("POST", "/devices"),
     ("GET", "/devices/{device_id}"),
     ("PATCH", "/devices/{device_id}"),
     ("DELETE", "/devices/{device_id}"),

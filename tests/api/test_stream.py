@@ -20,11 +20,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import schemathesis
-from hypothesis import HealthCheck, given, settings
-from schemathesis import GenerationMode
-from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import response_schema_conformance
 from werkzeug.serving import make_server
 
 from api import create_app
@@ -280,35 +275,6 @@ def test_a_reconnect_with_last_event_id_gets_exactly_what_was_missed(server, are
     with stream(server, {"last_event_id": backlog[-1]["id"]}) as (events, _):
         fresh = post(server, home, coordinator)
         assert summary([events.next_event()]) == [(fresh["version"], "alert", fresh["id"])]
-
-
-def test_the_stream_operation_survives_fuzzing(tmp_path):
-    """Every documented parameter of the operation fuzzed (and the Last-Event-ID header), as
-    tests/api/test_schemathesis.py fuzzes the others; each case gets ``timeout_s=0`` so its
-    stream ends after the backlog instead of running forever."""
-    url = f"sqlite:///{tmp_path / 'blockwatch.db'}"
-    database = Database(url, Settings(database_url=url, index_staleness_s=0.0))
-    database.migrate()
-    group = make_group(database, "Capitol Hill", box(*BLOCK))
-    token = accounts.create_token(database, "Fuzz Captain", "coordinator", group.id)
-    make_alert(database, accounts.authenticate(database, token), group.id, location=HOME)
-    application = create_app(
-        {"TESTING": True, "database": database, "BLOCKWATCH_RATE_LIMIT_WRITES": "off"}
-    )
-    application.logger.disabled = True
-    operation = schemathesis.openapi.from_wsgi("/v1/openapi.json", application)[STREAM[3:]]["GET"]
-    for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-
-        @settings(max_examples=20, deadline=None, derandomize=True, database=None,
-                  suppress_health_check=list(HealthCheck), print_blob=False)
-        @given(case=operation.as_strategy(mode))
-        def fuzz(case):
-            case.query = {**(case.query or {}), "timeout_s": 0}
-            case.call_and_validate(headers={"Accept-Encoding": "identity"},
-                                   checks=[not_a_server_error, response_schema_conformance])
-
-        fuzz()
-    database.dispose()
 
 
 # -- two gunicorn processes over PostgreSQL ------------------------------------------------------

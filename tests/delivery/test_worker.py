@@ -403,9 +403,9 @@ def test_a_slow_receiver_cannot_hold_a_round_past_its_lease(place, receiver):
     post(db, group, captain)
     receiver.delay_s = 2.0  # answers long after the round's lease
     work = worker(db, Clock(), lease_s=0.4)
-    started = time.monotonic()
     figures = work.run_once()
-    assert time.monotonic() - started < 1.5
+    # Had the round waited for the answer (2 s), the send would count as sent: it was released
+    # unsent instead, to be claimed again.
     assert (figures.sent, figures.released) == (0, 1)
     [row] = deliveries(db)
     assert (row.state, row.attempts) == ("pending", 0)
