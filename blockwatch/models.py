@@ -294,9 +294,11 @@ class Delivery(Base):
     ``dropped`` (the device was deactivated or unsubscribed).
 
     No foreign keys: an alert to a dense city writes tens of thousands of rows at once, and a
-    key check per row (two, on PostgreSQL row triggers) costs more than the write itself. Who
-    deletes a device or a group's alerts deletes their deliveries in the same transaction,
-    and the worker treats a delivery whose alert or device is gone as dropped. For the same
+    key check per row (two, on PostgreSQL row triggers) costs more than the write itself.
+    Unregistering a device deletes its waiting deliveries and deleting a group those of its
+    alerts, in the same transaction; finished rows stay until ``blockwatch purge-deliveries``
+    forgets them by age, and the worker treats a delivery whose alert or device is gone as
+    dropped. For the same
     reason there is no index by device: a deactivated device's deliveries are dropped as the
     worker reaches them, and unregistering finds the device's waiting rows through the
     ``(state, due_at)`` index.

@@ -108,8 +108,12 @@ def delete_device(db: Database, device_id: str, secret: str | None) -> None:
         session.execute(waiting.order_by(Delivery.id).with_for_update()).all()
         session.execute(delete(Delivery).where(Delivery.id.in_(waiting))
                         .execution_options(synchronize_session=False))
-        session.refresh(row, with_for_update=True)
-        session.delete(row)
+        # Locked now, read again: an unregistration that raced this one may have taken it,
+        # which answers as an unknown device does (never a 500).
+        locked = session.get(Device, row.id, with_for_update=True, populate_existing=True)
+        if locked is None:
+            raise NotAuthenticated("unknown device or wrong device secret")
+        session.delete(locked)
 
 
 def get_device(db: Database, device_id: str, secret: str | None) -> DeviceView:

@@ -83,17 +83,20 @@ def upgrade() -> None:
         sa.Column("created_at", blockwatch.types.UTCDateTime(timezone=True), nullable=False),
         sa.Column("finished_at", blockwatch.types.UTCDateTime(timezone=True), nullable=True),
         sa.CheckConstraint("kind IN ('alert', 'cancel')", name="ck_deliveries_kind"),
+        sa.ForeignKeyConstraint(["alert_id"], ["alerts.id"], ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(["device_id"], ["devices.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("alert_id", "device_id", "kind", name="uq_deliveries_message"),
     )
     with op.batch_alter_table("deliveries", schema=None) as batch_op:
-        batch_op.create_index("ix_deliveries_alert", ["alert_id", "kind"], unique=False)
+        batch_op.create_index("ix_deliveries_device", ["device_id", "state"], unique=False)
         batch_op.create_index("ix_deliveries_due", ["state", "due_at"], unique=False)
 
 
 def downgrade() -> None:
     with op.batch_alter_table("deliveries", schema=None) as batch_op:
         batch_op.drop_index("ix_deliveries_due")
-        batch_op.drop_index("ix_deliveries_alert")
+        batch_op.drop_index("ix_deliveries_device")
 
     op.drop_table("deliveries")
     with op.batch_alter_table("device_groups", schema=None) as batch_op:
