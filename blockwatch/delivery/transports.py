@@ -89,7 +89,9 @@ class Message:
 @dataclass(frozen=True)
 class Outcome:
     """What became of one send: ``delivered``, ``retry``, or ``permanent`` (deactivate the device)
-    when the answer says the device's address can never work again."""
+    when the answer says the device's address can never work again. The worker adds its own:
+    ``gone`` (alert or device gone), ``released`` (never sent: the round ran out of time) and
+    ``outlasted`` (still under way when the round ended)."""
 
     status: str
     detail: str  # short and human-readable, for logs and the admin view

@@ -153,13 +153,15 @@ class Worker:
                                   thread_name_prefix="delivery")
         futures = [pool.submit(send, row) for row in claimed]
         # A receiver that answers a byte at a time must not hold the round past its lease:
-        # what has not finished by then is released (a send still under way may yet arrive;
-        # its repeat carries the same idempotency key).
+        # the round moves on without what has not finished by then. Such a send may still
+        # arrive, so its row keeps the claim until the lease ends (a cancellation meanwhile
+        # treats it as maybe sent); then another round may send it again, under the same
+        # idempotency key.
         done, _ = wait(futures, timeout=max(0.0, deadline - time.monotonic()) + SEND_GRACE_S)
         pool.shutdown(wait=False, cancel_futures=True)
         outcomes = [
             (row, future.result() if future in done
-             else Outcome("released", "the send outlasted the round"))
+             else Outcome("outlasted", "the send outlasted the round"))
             for row, future in zip(claimed, futures, strict=True)
         ]
         self.record(outcomes, figures)
@@ -286,9 +288,11 @@ class Worker:
                 detail = outcome.detail[:300]
                 if outcome.status == "delivered":
                     continue
-                if outcome.status == "released":
+                if outcome.status == "released":  # never sent: free to claim at once
                     if finish(row):
                         figures.released += 1
+                elif outcome.status == "outlasted":  # held until its lease ends
+                    figures.released += 1
                 elif outcome.status == "gone":
                     if finish(row, state="dropped", finished_at=now, last_error=detail):
                         figures.dropped += 1

@@ -400,12 +400,17 @@ def test_a_new_push_address_saves_the_device_from_its_old_one_refusal(place, rec
 def test_a_slow_receiver_cannot_hold_a_round_past_its_lease(place, receiver):
     db, group, captain = place
     subscribe(db, area=(LON, LAT, 1000), url=receiver.url("slow"))
-    post(db, group, captain)
+    alert = post(db, group, captain)
     receiver.delay_s = 2.0  # answers long after the round's lease
     work = worker(db, Clock(), lease_s=0.4)
     figures = work.run_once()
-    # Had the round waited for the answer (2 s), the send would count as sent: it was released
-    # unsent instead, to be claimed again.
+    # Had the round waited for the answer (2 s), the send would count as sent: the round left
+    # it under way instead, its row still pending.
     assert (figures.sent, figures.released) == (0, 1)
     [row] = deliveries(db)
     assert (row.state, row.attempts) == ("pending", 0)
+    # The send may yet arrive, so the claim is kept until its lease ends: a cancellation now
+    # treats the alert as maybe sent and queues its cancel.
+    alerts.cancel_alert(db, captain, alert.id, now=T0 + timedelta(seconds=1))
+    assert [(row.kind, row.state) for row in deliveries(db)] == [
+        ("alert", "withdrawn"), ("cancel", "pending")]
