@@ -722,12 +722,17 @@ class DeliveryReport(Output):
 
 
 # -- the live stream (docs/live-stream.md) ----------------------------------------------
+def _event_id(**kwargs) -> fields.Integer:
+    """A stream event's id (a change-log number), as a query parameter or a header."""
+    return fields.Integer(strict=False, validate=validate.Range(0, live.MAX_SEQ), **kwargs)
+
+
 class AlertStreamQuery(PointQuery):
     """``lat``, ``lon`` and ``radius_m`` as ``/v1/alerts/nearby`` takes them."""
 
     radius_m = _radius(2000.0)
-    last_event_id = fields.Integer(
-        load_default=None, strict=False, validate=validate.Range(0, live.MAX_SEQ),
+    last_event_id = _event_id(
+        load_default=None,
         metadata={"description": "the Last-Event-ID header, for EventSource polyfills that "
                   "cannot send it (the header wins when both are sent)"},
     )
@@ -741,7 +746,4 @@ class AlertStreamQuery(PointQuery):
 class LastEventIdHeader(Schema):
     """The ``Last-Event-ID`` header an EventSource sends when it reconnects."""
 
-    last_event_id = fields.Integer(
-        data_key="Last-Event-ID", required=True, strict=False,
-        validate=validate.Range(0, live.MAX_SEQ),
-    )
+    last_event_id = _event_id(data_key="Last-Event-ID", required=True)
