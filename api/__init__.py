@@ -22,7 +22,7 @@ from werkzeug.exceptions import HTTPException
 from api import http, openapi
 from api.problems import problem_for
 from api.ratelimit import WriteBudget
-from blockwatch import __version__
+from blockwatch import __version__, renderings
 from blockwatch.config import Settings
 from blockwatch.db import Database
 
@@ -75,6 +75,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         url = app.config.get("BLOCKWATCH_DATABASE_URL", settings.database_url)
         database = Database(url, dataclasses.replace(settings, database_url=url))
     app.extensions["blockwatch.db"] = database
+    # Alerts are rendered into their rows as they are written, so a server's first sync of a
+    # scope reads texts rather than rendering thousands of alerts (blockwatch.renderings).
+    renderings.install(database, http.alert_renderer())
     # Renderings of entities by version, per app (so per database): enough for every group of
     # a large city without evicting on every request.
     app.extensions["blockwatch.rendered"] = http.RenderedCache(

@@ -3,10 +3,13 @@ request, parsing query strings and JSON bodies through the schemas, ETags, langu
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json as _stdlib_json
 import re
 import threading
 from collections import OrderedDict
+from pathlib import Path
 from typing import Any
 
 from flask import Response, current_app, g, json, request
@@ -14,7 +17,8 @@ from marshmallow import Schema
 from marshmallow import ValidationError as SchemaValidationError
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge, UnsupportedMediaType
 
-from blockwatch import accounts
+from api import schemas
+from blockwatch import __version__, accounts, renderings
 from blockwatch.checks import is_storable_text
 from blockwatch.db import Database
 from blockwatch.domain import Actor, NotAuthenticated
@@ -153,7 +157,7 @@ class RenderedCache:
         key = (cls, (entity.id, entity.version, *variant))
         found = self.get(key)
         if found is None:
-            found = compact_json(schema(cls).dump(entity))
+            found = rendering(cls, entity)
             self.put(key, found)
         return found
 
@@ -178,8 +182,12 @@ class RenderedCache:
             return found
 
     def put(self, key: tuple, text: str) -> None:
+        self.put_many([(key, text)])
+
+    def put_many(self, items: list[tuple[tuple, str]]) -> None:
+        """Keep each ``(key, text)``, under one hold of the lock."""
         with self._lock:
-            self._texts[key] = text
+            self._texts.update(items)
             while len(self._texts) > self._capacity:
                 self._texts.popitem(last=False)
 
@@ -198,6 +206,22 @@ def respond_page(cls: type[Schema], page: Any, distances_m: list[float] | None =
         ]
     body = f'{{"items":[{",".join(parts)}],"next":{compact_json(page.next)}}}'
     return Response(body, mimetype="application/json")
+
+
+def rendering(cls: type[Schema], entity: Any) -> str:
+    """``entity`` as the JSON text of ``cls``: what every response carrying it holds."""
+    return compact_json(schema(cls).dump(entity))
+
+
+@functools.cache
+def alert_renderer() -> renderings.AlertRenderer:
+    """Alerts as every response renders them (:class:`api.schemas.Alert`), for storing with
+    their rows. Its format names this release and the text of ``api/schemas.py``: an edit
+    there may change what an alert renders to, and makes every stored rendering stale."""
+    digest = hashlib.sha256(Path(schemas.__file__).read_bytes()).hexdigest()[:16]
+    return renderings.AlertRenderer(
+        render=functools.partial(rendering, schemas.Alert), format=f"{__version__}+{digest}"
+    )
 
 
 def compact_json(value: Any) -> str:

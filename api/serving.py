@@ -21,6 +21,8 @@ import click
 
 from api import http, schemas
 from blockwatch import cli as blockwatch_cli
+from blockwatch import renderings
+from blockwatch.db import Database
 from blockwatch.delivery.worker import (
     DEFAULT_BATCH,
     DEFAULT_LEASE_S,
@@ -78,12 +80,33 @@ def serve_command(host: str, port: int, workers: int, threads: int) -> None:
     """Serve the HTTP API on HOST:PORT (gunicorn when installed)."""
     db = blockwatch_cli._database()
     db.migrate()
+    _render_stale_alerts(db)
     click.echo(
         f"Blockwatch API on http://{host}:{port}/v1 (docs: http://{host}:{port}/docs), "
         f"database {db.engine.url.render_as_string(hide_password=True)}", err=True,
     )
     db.dispose()
     serve(host, port, workers, threads)
+
+
+@blockwatch_cli.cli.command("render-alerts")
+@click.option("--batch-size", default=1000, show_default=True, type=click.IntRange(1, 100_000),
+              help="alerts rendered per transaction")
+def render_alerts_command(batch_size: int) -> None:
+    """Render into their rows the alerts whose stored renderings are missing or stale (after
+    an upgrade or a bulk load); ``blockwatch serve`` does this at start."""
+    db = blockwatch_cli._database()
+    try:
+        db.migrate()
+        _render_stale_alerts(db, batch_size)
+    finally:
+        db.dispose()
+
+
+def _render_stale_alerts(db: Database, batch_size: int = 1000) -> None:
+    renderings.install(db, http.alert_renderer())
+    count = renderings.render_stale(db, batch_size)
+    click.echo(f"rendered {count} alerts into their rows", err=True)
 
 
 @blockwatch_cli.cli.command("worker")

@@ -216,7 +216,7 @@ def alerts_near(
     hits = []
     with db.read() as session:
         rows = _rows(session, candidates)
-        names = _author_names(session, rows)
+        names = author_names(session, rows)
         for row in rows:
             if row.status != "active" or row.expires_at <= now:
                 continue
@@ -269,7 +269,7 @@ def alerts_of_group(
         rows = session.scalars(
             query.order_by(AlertRow.sent_at.desc(), AlertRow.id).limit(limit + 1)
         ).all()
-        names = _author_names(session, rows[:limit])
+        names = author_names(session, rows[:limit])
         items = [_view(session, actor, row, now, names) for row in rows[:limit]]
     more = len(rows) > limit
     token = encode_next([items[-1].sent_at.isoformat(), items[-1].id]) if more else None
@@ -280,7 +280,7 @@ def views_of(
     session: Session, actor: Actor, rows: list[AlertRow], now: datetime
 ) -> list[Alert]:
     """Alert rows as this actor may see them (authors' names fetched in one query)."""
-    names = _author_names(session, rows)
+    names = author_names(session, rows)
     return [_view(session, actor, row, now, names) for row in rows]
 
 
@@ -357,7 +357,7 @@ def _rows(session: Session, ids: list[str]) -> list[AlertRow]:
     return list(session.scalars(select(AlertRow).where(AlertRow.id.in_(ids))).all())
 
 
-def _author_names(session: Session, rows: list[AlertRow]) -> dict[str, str]:
+def author_names(session: Session, rows: Iterable[AlertRow]) -> dict[str, str]:
     """Display names of the authors of ``rows``, in one query (lists would otherwise ask once
     per alert)."""
     ids = {row.author_id for row in rows if row.author_id is not None}
@@ -394,6 +394,13 @@ REF_COLUMNS = (
 )
 
 
+#: The columns an alert's view is made of: the row without its stored renderings.
+VIEW_COLUMNS = tuple(
+    column for column in AlertRow.__table__.columns
+    if column.name not in ("rendering_exact", "rendering_public", "rendered_as")
+)
+
+
 def refs_of(actor: Actor, rows: Iterable[Sequence]) -> list[AlertRef]:
     """The :class:`AlertRef` of each row of :data:`REF_COLUMNS` (a page holds thousands:
     rows are unpacked by position, the actor's groups looked up once)."""
@@ -411,9 +418,7 @@ def views_by_id(db: Database, actor: Actor, ids: list[str], now: datetime) -> di
     if not ids:
         return {}
     with db.read() as session:
-        rows = session.execute(
-            select(*AlertRow.__table__.columns).where(AlertRow.id.in_(ids))
-        ).all()
+        rows = session.execute(select(*VIEW_COLUMNS).where(AlertRow.id.in_(ids))).all()
         return {view.id: view for view in views_of(session, actor, rows, now)}
 
 
@@ -425,12 +430,6 @@ def _view(
     session: Session, actor: Actor, row: AlertRow, now: datetime,
     author_names: dict[str, str] | None = None,
 ) -> Alert:
-    exact = actor.belongs_to(row.group_id)
-    location = None
-    if row.lon is not None:
-        location = (row.lon, row.lat) if exact else geo.snap_to_grid_m(
-            row.lon, row.lat, PUBLIC_LOCATION_CELL_M
-        )
     author_name = ""
     if row.author_id is not None and row.author_id == actor.account_id:
         author_name = actor.display_name or ""
@@ -440,7 +439,18 @@ def _view(
         author_name = session.scalar(
             select(Account.display_name).where(Account.id == row.author_id)
         ) or ""
-    status = _status(row.status, row.expires_at, now)
+    return view_of_row(row, actor.belongs_to(row.group_id), author_name,
+                       _status(row.status, row.expires_at, now))
+
+
+def view_of_row(row: AlertRow, exact: bool, author_name: str, status: str) -> Alert:
+    """The alert of ``row`` with its exact location or the public (snapped) one, and
+    ``status`` (the stored one, or what the clock makes of it)."""
+    location = None
+    if row.lon is not None:
+        location = (row.lon, row.lat) if exact else geo.snap_to_grid_m(
+            row.lon, row.lat, PUBLIC_LOCATION_CELL_M
+        )
     return Alert(
         id=row.id, group_id=row.group_id, category=row.category, severity=row.severity,
         urgency=row.urgency, certainty=row.certainty, title=row.title, body=row.body,

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
@@ -21,6 +22,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from blockwatch.config import Settings
 from blockwatch.models import SyncState
+
+if TYPE_CHECKING:
+    from blockwatch.renderings import AlertRenderer
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -94,6 +98,9 @@ class Database:
         self._reader = sessionmaker(self.read_engine, expire_on_commit=False)
         self._writer = sessionmaker(write_engine, expire_on_commit=False)
         self._spatial = None
+        #: How alerts are rendered into their rows as they are written (installed by the
+        #: application: :func:`blockwatch.renderings.install`), or None.
+        self.alert_renderer: AlertRenderer | None = None
 
     @property
     def dialect(self) -> str:
@@ -122,6 +129,11 @@ class Database:
         """Call ``callback`` after every commit of a :meth:`write` transaction in this process
         (live streams wake on it instead of waiting for their next poll)."""
         event.listen(self._writer, "after_commit", callback)
+
+    def before_flush(self, callback: Callable[[Session, object, object], None]) -> None:
+        """Call ``callback`` before every flush of a :meth:`write` session (SQLAlchemy's
+        ``before_flush``: it may still change the rows being flushed)."""
+        event.listen(self._writer, "before_flush", callback)
 
     def migrate(self) -> None:
         """Bring the schema up to the newest migration and make sure the change counter exists."""

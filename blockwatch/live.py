@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 
 import geo
 from blockwatch import changelog
-from blockwatch.alerts import views_by_id, views_of
+from blockwatch.alerts import VIEW_COLUMNS, views_by_id, views_of
 from blockwatch.checks import check_point, check_radius
 from blockwatch.db import Database
 from blockwatch.domain import ANONYMOUS, PUBLIC_LOCATION_CELL_M, Alert, ValidationError
@@ -318,7 +318,7 @@ class AlertStream:
 
 
 def _rows(session: Session, condition) -> list:
-    return list(session.execute(select(*AlertRow.__table__.columns).where(condition)).all())
+    return list(session.execute(select(*VIEW_COLUMNS).where(condition)).all())
 
 
 def _check_position(value: object, field: str) -> None:

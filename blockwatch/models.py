@@ -164,6 +164,13 @@ class Alert(Base):
     draft_sha256: Mapped[str] = mapped_column(String(64), nullable=False)
     seq: Mapped[int] = mapped_column(BigInteger, nullable=False, index=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    #: The alert as the application's renderer writes it, with its exact location and with
+    #: the public (snapped) one, made in the transaction that writes the row (see
+    #: :mod:`blockwatch.renderings`); deferred, so loading a row does not carry them.
+    rendering_exact: Mapped[str | None] = mapped_column(Text, deferred=True)
+    rendering_public: Mapped[str | None] = mapped_column(Text, deferred=True)
+    #: ``"<renderer format>/<seq>"`` of the renderings: they are used only while both match.
+    rendered_as: Mapped[str | None] = mapped_column(String(120))
 
     author: Mapped[Account | None] = relationship()
 

@@ -129,16 +129,22 @@ def _render(page: sync_pull.PullPage) -> Response:
 
 
 def _alert_texts(rendered: http.RenderedCache, page: sync_pull.PullPage) -> str:
-    """Alerts by ref: renderings kept from earlier pages where there are any, the rest loaded
-    (in one query) and rendered now."""
+    """Alerts by ref: renderings kept from earlier pages where there are any, then those
+    stored with the rows (one query), the rest loaded (one query) and rendered now."""
     alert = schemas.Alert
     found = rendered.get_many([(alert, ref) for ref in page.alerts])
-    missing = [ref.id for ref, text in zip(page.alerts, found, strict=True) if text is None]
+    missing = [ref for ref, text in zip(page.alerts, found, strict=True) if text is None]
     if not missing:
         return ",".join(found)
-    loaded = page.load_alerts(missing)
+    stored = page.stored_texts(missing)
+    rendered.put_many([((alert, ref), text) for ref, text in stored.items()])
+    loaded = page.load_alerts([ref.id for ref in missing if ref not in stored])
     for index, (ref, text) in enumerate(zip(page.alerts, found, strict=True)):
-        if text is None and ref.id in loaded:
+        if text is not None:
+            continue
+        if ref in stored:
+            found[index] = stored[ref]
+        elif ref.id in loaded:
             view = loaded[ref.id]
             found[index] = rendered.text(alert, view, (view.location_exact, view.status))
     return ",".join(text for text in found if text is not None)

@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from blockwatch import alerts as alert_services
 from blockwatch import groups as group_services
+from blockwatch import renderings
 from blockwatch import tips as tip_services
 from blockwatch.alerts import AlertRef
 from blockwatch.checks import (
@@ -116,11 +117,18 @@ class PullPage:
     removed_groups: list[str] = field(default_factory=list)
 
     loader: Callable[[list[str]], dict[str, Alert]] | None = field(default=None, repr=False)
+    stored: Callable[[list[AlertRef]], dict[AlertRef, str]] | None = field(default=None,
+                                                                           repr=False)
 
     def load_alerts(self, ids: list[str]) -> dict[str, Alert]:
         """The alerts of this page by id, as its reader may see them (read now: an alert that
         changed since the page was built comes newer, never older)."""
         return self.loader(ids) if self.loader is not None and ids else {}
+
+    def stored_texts(self, refs: list[AlertRef]) -> dict[AlertRef, str]:
+        """The renderings stored with the alerts of ``refs`` that are current for those
+        views (see :mod:`blockwatch.renderings`); :meth:`load_alerts` gives the rest."""
+        return self.stored(refs) if self.stored is not None and refs else {}
 
 
 def pull(db: Database, actor: Actor, request: PullRequest, now: datetime | None = None
@@ -142,6 +150,7 @@ def pull(db: Database, actor: Actor, request: PullRequest, now: datetime | None 
         page = builder.page
         page.reset = reset
         page.loader = partial(alert_services.views_by_id, db, actor, now=now)
+        page.stored = partial(renderings.stored_texts, db)
         page.cursor = cursors.sign(builder.position, secret)
         return page
 

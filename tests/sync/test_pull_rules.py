@@ -601,19 +601,25 @@ def test_a_pull_with_nothing_new_and_group_ids_reads_no_entity(client, db, scene
 
 def test_a_second_reader_of_the_same_view_gets_the_renderings_kept_from_the_first(
         client, db, scene):
-    """Alerts are rendered once per version and view: a second public device's sync loads no
-    alert row (its renderings are found by ref), and gets the same objects; a member, who sees
-    its own group's alerts exactly, gets those loaded and rendered for its view."""
+    """Alerts are rendered once per version and view: the first public device's sync reads
+    the renderings stored with the rows (no alert row loaded), a second one's reads neither
+    (its renderings are found by ref in the server's cache) and gets the same objects; a
+    member, who sees its own group's alerts exactly, gets the exact renderings."""
     def loads_alerts(statements: list[str]) -> bool:
         return any("alerts.title" in statement for statement in statements)
 
+    def reads_stored(statements: list[str], column: str) -> bool:
+        return any(f"alerts.{column}" in statement for statement in statements)
+
     first, second, resident = Replica(), Replica(), Replica()
-    assert loads_alerts(statements_of(db, lambda: sync(client, first, scope_of(), limit=3)))
-    assert not loads_alerts(statements_of(db, lambda: sync(client, second, scope_of(),
-                                                           limit=3)))
+    seen = statements_of(db, lambda: sync(client, first, scope_of(), limit=3))
+    assert reads_stored(seen, "rendering_public") and not loads_alerts(seen)
+    seen = statements_of(db, lambda: sync(client, second, scope_of(), limit=3))
+    assert not reads_stored(seen, "rendering_public") and not loads_alerts(seen)
     assert second.alerts == first.alerts and second.alerts
     mine = scene["headers"]["resident"]
-    assert loads_alerts(statements_of(db, lambda: sync(client, resident, scope_of(), mine)))
+    seen = statements_of(db, lambda: sync(client, resident, scope_of(), mine))
+    assert reads_stored(seen, "rendering_exact") and not loads_alerts(seen)
     own = set(scene["alerts"]["mine"])
     assert {key for key, alert in resident.alerts.items()
             if alert["location_precision"] == "exact"} == own

@@ -1,0 +1,173 @@
+"""Alert renderings stored with their rows (``blockwatch.renderings``): every writer of an alert
+stores what a read of it renders, in both views; a sync page serves them; a stale one (another
+renderer's, an older version's, another status's) is never served; ``blockwatch render-alerts``
+brings rows written without a renderer up to date."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import select, update
+
+import api.serving  # noqa: F401  (adds serve, worker and render-alerts to the command line)
+from api import http
+from blockwatch import alerts, renderings
+from blockwatch.cli import cli
+from blockwatch.config import Settings
+from blockwatch.db import Database
+from blockwatch.models import Alert
+from tests.api.helpers import box, make_alert, make_group
+from tests.blockwatch.factories import actor
+from tests.sync.test_pull_rules import Replica, scope_of, statements_of, sync
+
+WHERE = (-122.33, 47.60, -122.32, 47.61)
+SPOT = (-122.32637, 47.60411)  # inside WHERE, off the public grid
+SCOPE = scope_of(area={"lat": 47.605, "lon": -122.325, "radius_m": 1000}, languages=())
+
+
+@pytest.fixture
+def place(db, tokens):
+    """A group, its coordinator (as an actor and as headers) and an anonymous reader."""
+    group = make_group(db, "Pike/Pine", box(*WHERE))
+    headers = tokens("coordinator", group.id)
+    author = actor(db, "Coordinator Two", "coordinator", group.id)
+    return {"group": group, "headers": headers, "author": author}
+
+
+def stored(db, alert_id: str) -> dict:
+    with db.read() as session:
+        row = session.execute(select(
+            Alert.rendering_exact, Alert.rendering_public, Alert.rendered_as, Alert.seq,
+        ).where(Alert.id == alert_id)).one()
+    return {"exact": row[0] and json.loads(row[0]), "public": row[1] and json.loads(row[1]),
+            "rendered_as": row[2], "seq": row[3]}
+
+
+def assert_stored_as_read(client, db, alert_id: str, member_headers: dict) -> None:
+    """Both stored views are what a read of the alert answers, for its version."""
+    kept = stored(db, alert_id)
+    assert kept["rendered_as"] == http.alert_renderer().stamp(kept["seq"])
+    assert kept["public"] == client.get(f"/v1/alerts/{alert_id}").get_json()
+    assert kept["exact"] == client.get(f"/v1/alerts/{alert_id}", headers=member_headers).get_json()
+    assert kept["public"]["version"] == kept["seq"]
+
+
+def test_every_writer_of_an_alert_stores_both_views_as_a_read_renders_them(client, db, place):
+    posted = make_alert(db, place["author"], place["group"].id, location=SPOT)
+    assert_stored_as_read(client, db, posted.id, place["headers"])
+    assert stored(db, posted.id)["public"]["location_precision"] == "approximate"
+    assert stored(db, posted.id)["exact"]["location"] == {"lon": SPOT[0], "lat": SPOT[1]}
+
+    response = client.post(f"/v1/groups/{place['group'].id}/alerts", headers=place["headers"],
+                           json={"category": "vehicle-prowl", "title": "Car prowl on Pike"})
+    assert response.status_code == 201, response.get_data(as_text=True)
+    unlocated = response.get_json()["id"]
+    assert_stored_as_read(client, db, unlocated, place["headers"])
+    assert stored(db, unlocated)["public"] == stored(db, unlocated)["exact"]
+
+    pushed_id = str(uuid.uuid4())
+    response = client.post("/v1/sync/push", headers=place["headers"], json={
+        "client_id": str(uuid.uuid4()), "mutations": [{
+            "mutation_id": 1, "op": "alert.create",
+            "args": {"id": pushed_id, "group_id": place["group"].id, "category": "burglary",
+                     "title": "Break-in, posted offline",
+                     "location": {"lat": SPOT[1], "lon": SPOT[0]}}}]})
+    assert response.get_json()["results"][0]["status"] == "applied"
+    assert_stored_as_read(client, db, pushed_id, place["headers"])
+
+    before = stored(db, posted.id)["seq"]
+    alerts.cancel_alert(db, place["author"], posted.id)
+    assert stored(db, posted.id)["seq"] > before
+    assert stored(db, posted.id)["public"]["status"] == "cancelled"
+    assert_stored_as_read(client, db, posted.id, place["headers"])
+
+
+def test_the_expiry_sweep_stores_the_expired_view_and_until_then_reads_render_it(
+        client, db, place):
+    posted = make_alert(db, place["author"], place["group"].id, location=SPOT)
+    with db.write() as session:  # its time runs out (posts cannot be made in the past)
+        session.execute(update(Alert).where(Alert.id == posted.id).values(
+            expires_at=datetime.now(UTC) - timedelta(minutes=1)))
+    replica = Replica()
+    seen = statements_of(db, lambda: sync(client, replica, SCOPE))
+    assert replica.alerts[posted.id]["status"] == "expired"  # rendered when read
+    assert any("alerts.title" in statement for statement in seen)
+    assert stored(db, posted.id)["public"]["status"] == "active"
+
+    assert alerts.expire_alerts(db) == 1
+    assert stored(db, posted.id)["public"]["status"] == "expired"
+    assert_stored_as_read(client, db, posted.id, place["headers"])
+
+
+def test_a_sync_page_serves_only_current_stored_renderings(client, db, place):
+    """A rendering stamped with the current renderer and version is what the page carries
+    (shown with a marked text); one stamped for another renderer or another version is not."""
+    posted = make_alert(db, place["author"], place["group"].id, location=SPOT)
+    renderer = http.alert_renderer()
+    seq = stored(db, posted.id)["seq"]
+    truth = client.get(f"/v1/alerts/{posted.id}").get_json()
+
+    def pulled_with(stamp: str) -> dict:
+        marked = json.dumps({**truth, "title": "MARKED"})
+        with db.write() as session:
+            session.execute(update(Alert).where(Alert.id == posted.id).values(
+                rendering_public=marked, rendered_as=stamp))
+        # A fresh app: nothing kept in memory from an earlier page.
+        from api import create_app
+
+        fresh = create_app({"TESTING": True, "database": db}).test_client()
+        replica = Replica()
+        sync(fresh, replica, SCOPE)
+        return replica.alerts[posted.id]
+
+    assert pulled_with(renderer.stamp(seq))["title"] == "MARKED"
+    assert pulled_with(renderer.stamp(seq - 1)) == truth
+    assert pulled_with(f"0.0.0+another/{seq}") == truth
+
+
+def test_render_alerts_renders_rows_written_without_a_renderer(database_url, monkeypatch):
+    plain = Database(database_url, Settings(database_url=database_url, index_staleness_s=0.0))
+    plain.migrate()
+    try:
+        group = make_group(plain, "Pike/Pine", box(*WHERE))
+        author = actor(plain, "Coordinator", "coordinator", group.id)
+        ids = [make_alert(plain, author, group.id, location=SPOT, title=f"Alert {n}").id
+               for n in range(3)]
+        assert {stored(plain, key)["rendered_as"] for key in ids} == {None}
+        monkeypatch.setenv("BLOCKWATCH_DATABASE_URL", database_url)
+        result = CliRunner().invoke(cli, ["render-alerts", "--batch-size", "2"],
+                                    catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        assert "rendered 3 alerts" in result.output
+        renderer = http.alert_renderer()
+        for key in ids:
+            kept = stored(plain, key)
+            assert kept["rendered_as"] == renderer.stamp(kept["seq"])
+            assert kept["public"]["id"] == key and kept["exact"]["location_precision"] == "exact"
+        renderings.install(plain, renderer)
+        assert renderings.render_stale(plain) == 0  # nothing left
+    finally:
+        plain.dispose()
+
+
+TEXT = st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00")
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@settings(max_examples=30, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(title=st.text(TEXT, min_size=1, max_size=120).filter(str.strip),
+       body=st.text(TEXT, max_size=200),
+       located=st.booleans(),
+       category=st.sampled_from(["burglary", "vehicle-prowl", "suspicious-activity"]))
+def test_stored_renderings_equal_what_a_read_renders_for_any_alert(
+        client, db, place, title, body, located, category):
+    posted = make_alert(db, place["author"], place["group"].id, title=title, body=body,
+                        category=category, location=SPOT if located else None)
+    assert_stored_as_read(client, db, posted.id, place["headers"])
