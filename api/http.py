@@ -216,12 +216,13 @@ def rendering(cls: type[Schema], entity: Any) -> str:
 @functools.cache
 def alert_renderer() -> renderings.AlertRenderer:
     """Alerts as every response renders them (:class:`api.schemas.Alert`), for storing with
-    their rows. Its format names this release and the text of ``api/schemas.py``: an edit
-    there may change what an alert renders to, and makes every stored rendering stale."""
-    digest = hashlib.sha256(Path(schemas.__file__).read_bytes()).hexdigest()[:16]
-    return renderings.AlertRenderer(
-        render=functools.partial(rendering, schemas.Alert), format=f"{__version__}+{digest}"
-    )
+    their rows. Its format names this release and the text of ``api/schemas.py`` (an edit
+    there may change what an alert renders to), and digests a sample alert's renderings (see
+    :func:`blockwatch.renderings.renderer_of`): any of them changing makes every stored
+    rendering stale."""
+    digest = hashlib.sha256(Path(schemas.__file__).read_bytes()).hexdigest()[:12]
+    return renderings.renderer_of(functools.partial(rendering, schemas.Alert),
+                                  f"{__version__}+{digest}")
 
 
 def compact_json(value: Any) -> str:

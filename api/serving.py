@@ -68,6 +68,14 @@ def serve(host: str, port: int, workers: int = 2, threads: int = DEFAULT_THREADS
     _Gunicorn().run()
 
 
+def _install_alert_renderer(db: Database) -> None:
+    renderings.install(db, http.alert_renderer())
+
+
+# Every command's writes store alert renderings (an expiry sweep from cron, demo data).
+blockwatch_cli.DATABASE_SETUP.append(_install_alert_renderer)
+
+
 @blockwatch_cli.cli.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
@@ -104,7 +112,6 @@ def render_alerts_command(batch_size: int) -> None:
 
 
 def _render_stale_alerts(db: Database, batch_size: int = 1000) -> None:
-    renderings.install(db, http.alert_renderer())
     count = renderings.render_stale(db, batch_size)
     click.echo(f"rendered {count} alerts into their rows", err=True)
 

@@ -77,7 +77,7 @@ from api_bench import Server, log  # noqa: E402
 from scratch_database import analyse, open_database  # noqa: E402
 from sqlalchemy import select  # noqa: E402
 
-from api import http  # noqa: E402
+from api.http import alert_renderer  # noqa: E402
 from blockwatch import accounts, changelog, groups, renderings, tips  # noqa: E402
 from blockwatch.config import Settings  # noqa: E402
 from blockwatch.db import Database  # noqa: E402
@@ -285,7 +285,7 @@ def bench_database(kind: str, args: argparse.Namespace, tmp: Path,
     log(f"{kind}: {args.groups} groups, {args.alerts} alerts in {build_s:.1f} s")
     # The alerts were loaded in bulk, past the renderer: render them into their rows, as
     # `blockwatch serve` does at start.
-    renderings.install(db, http.alert_renderer())
+    renderings.install(db, alert_renderer())
     started = time.perf_counter()
     rendered = renderings.render_stale(db, batch_size=5000)
     render_s = time.perf_counter() - started

@@ -108,7 +108,10 @@ def post_alert_in(
         id=alert_id, group_id=group_id, category=draft.category,
         severity=draft.severity, urgency=draft.urgency, certainty=draft.certainty,
         title=draft.title.strip(), body=draft.body,
-        lon=None if lon is None else float(lon), lat=None if lat is None else float(lat),
+        # + 0.0: no -0.0, which SQLite would store as 0.0 (a rendering made from the row
+        # before it is stored must be what a read of it renders).
+        lon=None if lon is None else float(lon) + 0.0,
+        lat=None if lat is None else float(lat) + 0.0,
         sent_at=now, expires_at=draft.expires_at or now + DEFAULT_LIFETIME,
         status="active", author_id=actor.account_id, draft_sha256=fingerprint,
         updated_at=now,

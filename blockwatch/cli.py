@@ -8,7 +8,7 @@ Every command works on the database ``BLOCKWATCH_DATABASE_URL`` names (default: 
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import click
 
@@ -18,9 +18,16 @@ from blockwatch.db import Database
 from blockwatch.domain import DomainError
 from geo import GeometryError
 
+#: Called with each command's database before it is used: the application adds what the
+#: domain cannot know, such as its alert renderer (``api.serving`` installs it).
+DATABASE_SETUP: list[Callable[[Database], None]] = []
+
 
 def _database() -> Database:
-    return Database()
+    db = Database()
+    for setup in DATABASE_SETUP:
+        setup(db)
+    return db
 
 
 class _Commands(click.Group):

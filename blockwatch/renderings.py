@@ -20,8 +20,10 @@ This module knows nothing of the format itself: the renderer is a function of an
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from sqlalchemy import String, any_, bindparam, cast, literal, or_, select
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -32,7 +34,7 @@ from blockwatch.db import Database
 from blockwatch.domain import Alert
 from blockwatch.models import Alert as AlertRow
 
-__all__ = ["AlertRenderer", "install", "render_stale", "stored_texts"]
+__all__ = ["AlertRenderer", "install", "render_stale", "renderer_of", "stored_texts"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,30 @@ class AlertRenderer:
     def stamp(self, seq: int) -> str:
         """The ``rendered_as`` of renderings of version ``seq`` made by this renderer."""
         return f"{self.format}/{seq}"
+
+
+def renderer_of(render: Callable[[Alert], str], name: str) -> AlertRenderer:
+    """An :class:`AlertRenderer` whose format is ``name`` plus a digest of what ``render`` makes
+    of a fixed sample alert, in both views, with and without a point: a change in how views are
+    built (the public grid, say) or written makes stored renderings stale without anyone having
+    to rename anything."""
+    sample = AlertRow(
+        id="00000000-0000-4000-8000-000000000001", group_id="00000000-0000-4000-8000-000000000002",
+        category="burglary", severity="moderate", urgency="expected", certainty="likely",
+        title='Sample "alert" é', body="Line one\nline two", lon=-122.33127, lat=47.60621,
+        sent_at=datetime(2026, 1, 1, 12, tzinfo=UTC), expires_at=datetime(2026, 1, 2, tzinfo=UTC),
+        status="active", author_id="00000000-0000-4000-8000-000000000003", seq=1,
+    )
+    unlocated = AlertRow(**{**{key: getattr(sample, key) for key in _SAMPLE_FIELDS},
+                            "lon": None, "lat": None})
+    texts = [render(view_of_row(row, exact, "Sample Author", "active"))
+             for row in (sample, unlocated) for exact in (True, False)]
+    digest = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:12]
+    return AlertRenderer(render=render, format=f"{name}+{digest}")
+
+
+_SAMPLE_FIELDS = ("id", "group_id", "category", "severity", "urgency", "certainty", "title",
+                  "body", "sent_at", "expires_at", "status", "author_id", "seq")
 
 
 def install(db: Database, renderer: AlertRenderer) -> None:
@@ -72,14 +98,24 @@ def _render_flushed(db: Database, session: Session) -> None:
 
 def refresh(session: Session, renderer: AlertRenderer, rows: Sequence[AlertRow]) -> None:
     """Render ``rows`` (their stored state: status as stored) in both views, on the rows."""
-    # The authors' names may need a query: the rows being flushed must not flush it first.
-    with session.no_autoflush:
-        names = author_names(session, rows)
+    names = _author_names(session, rows)
     for row in rows:
         name = names.get(row.author_id, "") if row.author_id is not None else ""
         row.rendering_exact = renderer.render(view_of_row(row, True, name, row.status))
         row.rendering_public = renderer.render(view_of_row(row, False, name, row.status))
         row.rendered_as = renderer.stamp(row.seq)
+
+
+def _author_names(session: Session, rows: Sequence[AlertRow]) -> dict[str, str]:
+    """Display names of the rows' authors, kept for the transaction (names never change): a
+    push of hundreds of alerts by one coordinator flushes once per mutation."""
+    known: dict[str, str] = session.info.setdefault("blockwatch.author_names", {})
+    missing = [row for row in rows if row.author_id is not None and row.author_id not in known]
+    if missing:
+        # The rows being flushed must not be flushed by this query first.
+        with session.no_autoflush:
+            known.update(author_names(session, missing))
+    return known
 
 
 def _stale(renderer: AlertRenderer):
@@ -88,24 +124,30 @@ def _stale(renderer: AlertRenderer):
 
 
 def render_stale(db: Database, batch_size: int = 1000) -> int:
-    """Render every alert whose renderings are missing or stale, ``batch_size`` alerts a
-    transaction; returns how many. Needs a renderer installed; writes no change-log entry
-    (an alert's content does not change)."""
-    renderer = db.alert_renderer
-    if renderer is None:
+    """Render every alert whose renderings are missing or stale, in one pass by id,
+    ``batch_size`` alerts a transaction; returns how many. Needs a renderer installed; writes
+    no change-log entry (an alert's content does not change).
+
+    Rows a writer holds locked meanwhile are skipped, not waited for (no deadlock with a push
+    that locks alerts in its own order; the writer's own flush renders what it changes): a
+    later run, or a read, renders them.
+    """
+    if db.alert_renderer is None:
         raise RuntimeError("no alert renderer installed on this database")
-    done = 0
+    done, after = 0, ""
     while True:
+        renderer = db.alert_renderer  # the one the flush hook uses, if it was replaced
         with db.write() as session:
             rows = session.scalars(
-                select(AlertRow).where(_stale(renderer)).order_by(AlertRow.id)
-                .limit(batch_size).with_for_update()
+                select(AlertRow).where(AlertRow.id > after, _stale(renderer))
+                .order_by(AlertRow.id).limit(batch_size).with_for_update(skip_locked=True)
             ).all()
             if rows:
                 refresh(session, renderer, rows)
         done += len(rows)
         if len(rows) < batch_size:
             return done
+        after = rows[-1].id
 
 
 def _stored_statements(ids) -> dict[bool, object]:

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from sqlalchemy import select, update
 
 import api.serving  # noqa: F401  (adds serve, worker and render-alerts to the command line)
-from api import http
+from api import create_app, http
 from blockwatch import alerts, renderings
 from blockwatch.cli import cli
 from blockwatch.config import Settings
@@ -49,13 +49,22 @@ def stored(db, alert_id: str) -> dict:
             "rendered_as": row[2], "seq": row[3]}
 
 
+def as_written(text: str | bytes) -> dict:
+    """JSON with numbers kept as written (``-0.0`` is not ``0.0`` here)."""
+    return json.loads(text, parse_float=str, parse_int=str)
+
+
 def assert_stored_as_read(client, db, alert_id: str, member_headers: dict) -> None:
     """Both stored views are what a read of the alert answers, for its version."""
-    kept = stored(db, alert_id)
-    assert kept["rendered_as"] == http.alert_renderer().stamp(kept["seq"])
-    assert kept["public"] == client.get(f"/v1/alerts/{alert_id}").get_json()
-    assert kept["exact"] == client.get(f"/v1/alerts/{alert_id}", headers=member_headers).get_json()
-    assert kept["public"]["version"] == kept["seq"]
+    with db.read() as session:
+        exact, public, rendered_as, seq = session.execute(select(
+            Alert.rendering_exact, Alert.rendering_public, Alert.rendered_as, Alert.seq,
+        ).where(Alert.id == alert_id)).one()
+    assert rendered_as == http.alert_renderer().stamp(seq)
+    assert as_written(public) == as_written(client.get(f"/v1/alerts/{alert_id}").data)
+    assert as_written(exact) == as_written(
+        client.get(f"/v1/alerts/{alert_id}", headers=member_headers).data)
+    assert json.loads(public)["version"] == seq
 
 
 def test_every_writer_of_an_alert_stores_both_views_as_a_read_renders_them(client, db, place):
@@ -105,30 +114,53 @@ def test_the_expiry_sweep_stores_the_expired_view_and_until_then_reads_render_it
     assert_stored_as_read(client, db, posted.id, place["headers"])
 
 
-def test_a_sync_page_serves_only_current_stored_renderings(client, db, place):
+@pytest.mark.parametrize("view", ["public", "exact"])
+def test_a_sync_page_serves_only_current_stored_renderings(client, db, place, view):
     """A rendering stamped with the current renderer and version is what the page carries
     (shown with a marked text); one stamped for another renderer or another version is not."""
     posted = make_alert(db, place["author"], place["group"].id, location=SPOT)
     renderer = http.alert_renderer()
     seq = stored(db, posted.id)["seq"]
-    truth = client.get(f"/v1/alerts/{posted.id}").get_json()
+    headers = place["headers"] if view == "exact" else {}
+    truth = client.get(f"/v1/alerts/{posted.id}", headers=headers).get_json()
+    assert truth["location_precision"] == ("exact" if view == "exact" else "approximate")
 
     def pulled_with(stamp: str) -> dict:
         marked = json.dumps({**truth, "title": "MARKED"})
         with db.write() as session:
             session.execute(update(Alert).where(Alert.id == posted.id).values(
-                rendering_public=marked, rendered_as=stamp))
+                {f"rendering_{view}": marked, "rendered_as": stamp}))
         # A fresh app: nothing kept in memory from an earlier page.
-        from api import create_app
-
         fresh = create_app({"TESTING": True, "database": db}).test_client()
         replica = Replica()
-        sync(fresh, replica, SCOPE)
+        sync(fresh, replica, SCOPE, headers)
         return replica.alerts[posted.id]
 
     assert pulled_with(renderer.stamp(seq))["title"] == "MARKED"
     assert pulled_with(renderer.stamp(seq - 1)) == truth
     assert pulled_with(f"0.0.0+another/{seq}") == truth
+
+
+def test_the_command_line_stores_renderings_too(db, place, database_url, monkeypatch):
+    """``blockwatch`` commands (an expiry sweep from cron) write through the same renderer."""
+    posted = make_alert(db, place["author"], place["group"].id, location=SPOT)
+    with db.write() as session:
+        session.execute(update(Alert).where(Alert.id == posted.id).values(
+            expires_at=datetime.now(UTC) - timedelta(minutes=1)))
+    monkeypatch.setenv("BLOCKWATCH_DATABASE_URL", database_url)
+    result = CliRunner().invoke(cli, ["expire-alerts"], catch_exceptions=False)
+    assert result.exit_code == 0 and "1 alert(s) expired" in result.output, result.output
+    kept = stored(db, posted.id)
+    assert kept["public"]["status"] == kept["exact"]["status"] == "expired"
+    assert kept["rendered_as"] == http.alert_renderer().stamp(kept["seq"])
+
+
+def test_an_alert_on_the_greenwich_meridian_is_stored_as_it_reads(client, db, tokens):
+    """-0.0 is stored as 0.0 by SQLite: the rendering made before the row is stored agrees."""
+    group = make_group(db, "Greenwich", box(-0.01, 51.47, 0.01, 51.49))
+    author = actor(db, "Greenwich Coordinator", "coordinator", group.id)
+    posted = make_alert(db, author, group.id, location=(-0.0, 51.4779))
+    assert_stored_as_read(client, db, posted.id, tokens("coordinator", group.id))
 
 
 def test_render_alerts_renders_rows_written_without_a_renderer(database_url, monkeypatch):
@@ -159,7 +191,6 @@ def test_render_alerts_renders_rows_written_without_a_renderer(database_url, mon
 TEXT = st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00")
 
 
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 @settings(max_examples=30, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(title=st.text(TEXT, min_size=1, max_size=120).filter(str.strip),
