@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import shapely
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from geo import Feature, GeometryError, read_geojson, to_geojson
+from tests.geo.strategies import places, polygonal
 
 CLOCKWISE = [[0.0, 0.0], [0.0, 1.0], [1.0, 1.0], [1.0, 0.0], [0.0, 0.0]]
 
@@ -116,3 +120,24 @@ def test_features_round_trip():
     single = to_geojson(Feature(None, shapely.Point(1, 2), {"a": 1}))
     assert single == {"type": "Feature", "geometry": {"type": "Point", "coordinates": [1.0, 2.0]},
                       "properties": {"a": 1}}
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data(), precision=st.integers(0, 9), reverse=st.booleans())
+def test_polygons_are_written_as_the_mapping_of_the_oriented_rounded_geometry(
+        data, precision, reverse):
+    """Polygons take a path of their own (rings straight to lists): it writes what shapely's
+    mapping of the oriented, rounded geometry says, whatever the rings' directions."""
+    lon, lat = data.draw(places())
+    geometry = data.draw(polygonal(lon, lat))
+    if reverse:
+        geometry = shapely.reverse(geometry)
+    oriented = shapely.orient_polygons(geometry)
+    rounded = shapely.transform(oriented, lambda coords: np.round(coords, precision))
+    expected = json.loads(json.dumps(shapely.geometry.mapping(rounded)))
+    assert to_geojson(geometry, precision=precision) == expected
+    assert json.dumps(to_geojson(geometry, precision=precision)) == json.dumps(expected)
+
+
+def test_empty_polygons_are_written_as_shapely_maps_them():
+    assert to_geojson(shapely.Polygon()) == {"type": "Polygon", "coordinates": []}
