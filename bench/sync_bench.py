@@ -22,7 +22,8 @@ What it measures:
   the whole pull, ``json.loads`` of every page included, as for Kinto), bytes per entity raw
   and gzipped (``gzip.compress`` of the same bodies, the encoding the server uses when asked).
 * **Time to a complete replica**: :class:`blockwatch.sync.SyncClient` (default page size 500)
-  from an empty replica file to ``has_more == false``, local transactions included.
+  from an empty replica file to ``has_more == false``, local transactions included, against a
+  server started and warmed up as for a cold pull (nothing of the scope kept in its memory).
 * **A pull with nothing new**: 200 pulls with the final cursor; the median of the server's own
   ``Server-Timing`` (time inside the app) and of the round trip.
 * **A push of 100 alerts**: a coordinator's client queues 100 alerts offline, then one
@@ -314,6 +315,7 @@ def bench_database(kind: str, args: argparse.Namespace, tmp: Path,
     last = cold[args.page_sizes[-1]]
     scope = {"entities": last.entities, "groups": len(last.have_groups)}
     with serving(kind, env, tmp) as base:
+        warm_up(base)  # as for a cold pull: the index built, nothing of the scope kept
         replica_path = tmp / f"replica-{kind}.db"
         with SyncClient(base, replica_path, scope=Scope(area=Area(
                 CENTRE[0], CENTRE[1], SCOPE_RADIUS_M))) as client:
