@@ -116,6 +116,7 @@ def post_alert_in(
         status="active", author_id=actor.account_id, draft_sha256=fingerprint,
         updated_at=now,
     )
+    session.info.setdefault(KNOWN_AUTHORS, {})[actor.account_id] = actor.display_name or ""
     changelog.stamp(session, row)
     session.add(row)
     session.flush()
@@ -358,6 +359,12 @@ def _rows(session: Session, ids: list[str]) -> list[AlertRow]:
     if not ids:
         return []
     return list(session.scalars(select(AlertRow).where(AlertRow.id.in_(ids))).all())
+
+
+#: ``session.info`` key of the authors' display names a transaction has learnt (names never
+#: change): renderings made at flush read them (blockwatch.renderings), and a post seeds its
+#: author's, so rendering a new alert runs no query under the change counter's lock.
+KNOWN_AUTHORS = "blockwatch.author_names"
 
 
 def author_names(session: Session, rows: Iterable[AlertRow]) -> dict[str, str]:

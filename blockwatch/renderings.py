@@ -29,7 +29,7 @@ from sqlalchemy import String, any_, bindparam, cast, literal, or_, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
-from blockwatch.alerts import AlertRef, author_names, view_of_row
+from blockwatch.alerts import KNOWN_AUTHORS, AlertRef, author_names, view_of_row
 from blockwatch.db import Database
 from blockwatch.domain import Alert
 from blockwatch.models import Alert as AlertRow
@@ -109,7 +109,7 @@ def refresh(session: Session, renderer: AlertRenderer, rows: Sequence[AlertRow])
 def _author_names(session: Session, rows: Sequence[AlertRow]) -> dict[str, str]:
     """Display names of the rows' authors, kept for the transaction (names never change): a
     push of hundreds of alerts by one coordinator flushes once per mutation."""
-    known: dict[str, str] = session.info.setdefault("blockwatch.author_names", {})
+    known: dict[str, str] = session.info.setdefault(KNOWN_AUTHORS, {})
     missing = [row for row in rows if row.author_id is not None and row.author_id not in known]
     if missing:
         # The rows being flushed must not be flushed by this query first.

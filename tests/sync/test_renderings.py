@@ -202,3 +202,16 @@ def test_stored_renderings_equal_what_a_read_renders_for_any_alert(
     posted = make_alert(db, place["author"], place["group"].id, title=title, body=body,
                         category=category, location=SPOT if located else None)
     assert_stored_as_read(client, db, posted.id, place["headers"])
+
+
+def test_posting_renders_without_a_query_under_the_change_counters_lock(db, place):
+    """Every writer queues on the change counter's row lock until it commits: rendering a new
+    alert there must not add a round trip (the author's name comes from the post itself)."""
+    seen = statements_of(db, lambda: make_alert(db, place["author"], place["group"].id,
+                                                location=SPOT))
+    counter = next(n for n, statement in enumerate(seen) if "UPDATE sync_state" in statement)
+    after = [statement for statement in seen[counter + 1:] if "accounts" in statement]
+    assert after == [], after
+    with db.read() as session:
+        [public] = session.scalars(select(Alert.rendering_public)).all()
+    assert json.loads(public)["author"]["display_name"] == "Coordinator Two"
