@@ -116,11 +116,14 @@ def post_alert_in(
         status="active", author_id=actor.account_id, draft_sha256=fingerprint,
         updated_at=now,
     )
+    # Its deliveries before the counter, as every row (blockwatch.changelog): all writers
+    # queue on the counter until this transaction commits, and a dense city's fan-out is tens
+    # of thousands of rows. (The outbox has no foreign keys: the alert row may come after.)
+    outbox.enqueue_alert(session, row, now)
     session.info.setdefault(KNOWN_AUTHORS, {})[actor.account_id] = actor.display_name or ""
     changelog.stamp(session, row)
     session.add(row)
     session.flush()
-    outbox.enqueue_alert(session, row, now)
     return _view(session, actor, row, now), True
 
 

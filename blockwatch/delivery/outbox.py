@@ -133,9 +133,9 @@ def enqueue_alert(session: Session, alert: AlertRow, now: datetime) -> int:
     """Write the alert's deliveries in the caller's transaction (the one that stores the
     alert): no alert without its deliveries, no delivery without its alert. Returns how many.
 
-    The rows are inserted after the alert took the change counter, against the module rule of
-    :mod:`blockwatch.changelog`: safe, because they take no lock another transaction could
-    hold while it waits for the counter (the outbox has no foreign keys).
+    Called before the alert takes the change counter (the rule of :mod:`blockwatch.changelog`),
+    so the fan-out does not hold every other writer waiting on it; ``alert`` need not be stored
+    yet (the outbox has no foreign keys), only its id, group, category, severity and point set.
     """
     with _cyclic_gc_paused():
         targets = targets_of(session, alert, now)

@@ -11,7 +11,7 @@ import pytest
 import shapely
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, event, select, update
 
 import geo
 from blockwatch import alerts
@@ -156,6 +156,29 @@ def test_deliveries_are_written_in_the_alerts_transaction(place, monkeypatch):
     assert gc.isenabled()  # the collector paused for the fan-out runs again, even after it failed
     monkeypatch.undo()
     alert = post(db, group, captain, location=(LON, LAT))
+    assert len(targeted(db, alert.id)) == 1
+
+
+def test_the_fan_out_is_written_before_the_alert_takes_the_change_counter(place):
+    """Every writer queues on the change counter's row lock until the holder commits: a post
+    reads its targets and writes its deliveries first, so only its own row waits under it."""
+    db, group, captain = place
+    subscribe(db, area=(LON, LAT, 1000))
+    seen: list[str] = []
+
+    def record(connection, cursor, statement, parameters, context, executemany):
+        seen.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        alert = post(db, group, captain, location=(LON, LAT))
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+    # (The deliveries are written through the driver, past these events: COPY or executemany.)
+    counter = next(n for n, text in enumerate(seen) if text.startswith("UPDATE sync_state"))
+    assert any("FROM devices" in text for text in seen[:counter])
+    under_lock = [text for text in seen[counter + 1:] if "devices" in text]
+    assert under_lock == []
     assert len(targeted(db, alert.id)) == 1
 
 
