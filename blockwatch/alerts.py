@@ -120,7 +120,8 @@ def post_alert_in(
     # queue on the counter until this transaction commits, and a dense city's fan-out is tens
     # of thousands of rows. (The outbox has no foreign keys: the alert row may come after.)
     outbox.enqueue_alert(session, row, now)
-    session.info.setdefault(KNOWN_AUTHORS, {})[actor.account_id] = actor.display_name or ""
+    if actor.account_id is not None:
+        session.info.setdefault(KNOWN_AUTHORS, {})[actor.account_id] = actor.display_name or ""
     changelog.stamp(session, row)
     session.add(row)
     session.flush()

@@ -35,6 +35,8 @@ from blockwatch.domain import (
     PreconditionFailed,
     ValidationError,
 )
+from blockwatch.models import Alert as AlertRow
+from blockwatch.models import Group as GroupRow
 from blockwatch.models import SyncClient, SyncMutation
 
 OPS = ("alert.create", "alert.cancel", "group.update")
@@ -105,6 +107,9 @@ def push(db: Database, actor: Actor, client_id: str, mutations: list[Mutation],
     now = now or datetime.now(UTC)
     with db.write() as session:
         client = _client(session, db, client_id, actor, now)
+        _lock_targets(session, [mutation for mutation in mutations
+                                if mutation.mutation_id > client.last_mutation_id
+                                and mutation.invalid is None])
         results = []
         for mutation in mutations:
             if mutation.mutation_id <= client.last_mutation_id:
@@ -155,6 +160,38 @@ def _client(session: Session, db: Database, client_id: str, actor: Actor, now: d
     if client.account_id != actor.account_id:
         raise Forbidden("this client_id is another account's; make a new one for this account")
     return client
+
+
+def _lock_targets(session: Session, mutations: list[Mutation]) -> None:
+    """Lock the rows the mutations change or depend on, groups then alerts (as deleting a group
+    does), each in id order, before the first mutation takes the change counter.
+
+    The counter is the last lock a transaction takes (:mod:`blockwatch.changelog`). A push
+    takes it with its first mutation and holds it to the end, so without this its later
+    mutations would lock rows after it: a cancel of one of those alerts, or an edit of one of
+    those groups, running meanwhile holds the row and waits for the counter, and the two
+    deadlock.
+    """
+    def ids(*ops: str) -> list[str]:
+        return sorted({key for mutation in mutations if mutation.op in ops
+                       for key in [_id_or_none(mutation.target_id)] if key is not None})
+
+    group_ids, alert_ids = ids("alert.create", "group.update"), ids("alert.cancel")
+    if group_ids:
+        session.execute(select(GroupRow.id).where(GroupRow.id.in_(group_ids))
+                        .order_by(GroupRow.id).with_for_update())
+    if alert_ids:
+        session.execute(select(AlertRow.id).where(AlertRow.id.in_(alert_ids))
+                        .order_by(AlertRow.id).with_for_update())
+
+
+def _id_or_none(value: str | None) -> str | None:
+    """The id as the services read it; None for what is not one (the mutation itself refuses
+    it, with its problem)."""
+    try:
+        return check_uuid(value)
+    except ValidationError:
+        return None
 
 
 def _apply(session: Session, actor: Actor, mutation: Mutation, now: datetime

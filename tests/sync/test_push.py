@@ -6,12 +6,14 @@ WSGI transport that loses a response."""
 from __future__ import annotations
 
 import json
+import threading
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from blockwatch import groups
 from blockwatch.models import Alert, Group, SyncClient, SyncMutation, SyncState
@@ -493,3 +495,69 @@ def test_an_alert_posted_over_rest_then_pushed_under_its_id_is_stored_once(
     assert (result["status"], result["id"], result["version"]) == (
         "applied", alert.id, alert.version)
     assert len(server_state(db)["alerts"]) == 1
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_push_racing_a_cancel_of_an_alert_it_cancels_does_not_deadlock(
+        client, db, group, coordinator, monkeypatch):
+    """A push takes the change counter with its first mutation. A cancel elsewhere that holds
+    the alert the push cancels next, and waits for the counter, must not deadlock with it: the
+    push locks its rows before its first mutation takes the counter."""
+    from blockwatch import alerts
+    from blockwatch.delivery import outbox
+    from tests.blockwatch.factories import actor
+
+    captain = actor(db, "Captain Two", "coordinator", group.id)
+    target = make_alert(db, captain, group.id, location=(SPOT["lon"], SPOT["lat"]))
+    holding, release = threading.Event(), threading.Event()
+    original = outbox.enqueue_cancel
+
+    def held_in_the_canceller(session, alert_id, now):
+        # Called with the alert locked and the counter not yet taken.
+        if threading.current_thread().name == "canceller":
+            holding.set()
+            release.wait(10)
+        return original(session, alert_id, now)
+
+    monkeypatch.setattr(outbox, "enqueue_cancel", held_in_the_canceller)
+    outcome: dict[str, object] = {}
+
+    def cancel_elsewhere() -> None:
+        try:
+            outcome["cancel"] = alerts.cancel_alert(db, captain, target.id).status
+        except Exception as error:  # a deadlock victim, reported below
+            outcome["cancel"] = error
+
+    def push_both() -> None:
+        try:
+            outcome["push"] = pushed(client, coordinator, str(uuid.uuid4()), [
+                create(1, group.id), cancel(2, target.id)])
+        except Exception as error:
+            outcome["push"] = error
+
+    canceller = threading.Thread(target=cancel_elsewhere, name="canceller")
+    canceller.start()
+    assert holding.wait(10)
+    pusher = threading.Thread(target=push_both, name="pusher")
+    pusher.start()
+    _wait_for_a_lock_wait(db)  # the push waits on a row the canceller holds
+    release.set()
+    canceller.join(30)
+    pusher.join(30)
+    assert outcome["cancel"] == "cancelled", outcome
+    push_result = outcome["push"]
+    assert not isinstance(push_result, Exception), push_result
+    assert [r["status"] for r in push_result["results"]] == ["applied", "applied"]
+
+
+def _wait_for_a_lock_wait(db, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    with db.engine.connect() as connection:
+        while time.monotonic() < deadline:
+            waiting = connection.execute(text(
+                "SELECT count(*) FROM pg_locks WHERE NOT granted")).scalar_one()
+            connection.rollback()
+            if waiting:
+                return
+            time.sleep(0.02)
+    raise AssertionError("the push never waited for the canceller's lock")
