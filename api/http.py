@@ -1,5 +1,7 @@
 """Request and response plumbing shared by the resources: the database and the actor of the
-request, parsing query strings and JSON bodies through the schemas, ETags, language choice."""
+request, parsing query strings and JSON bodies through the schemas, ETags, language choice; how
+entities render to JSON text (kept per version in :class:`RenderedCache`), and the alert
+renderer whose texts are stored with alert rows (:func:`alert_renderer`)."""
 
 from __future__ import annotations
 

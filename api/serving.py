@@ -98,8 +98,8 @@ def serve_command(host: str, port: int, workers: int, threads: int) -> None:
 
 
 @blockwatch_cli.cli.command("render-alerts")
-@click.option("--batch-size", default=1000, show_default=True, type=click.IntRange(1, 100_000),
-              help="alerts rendered per transaction")
+@click.option("--batch-size", default=renderings.DEFAULT_BATCH, show_default=True,
+              type=click.IntRange(1, 100_000), help="alerts rendered per transaction")
 def render_alerts_command(batch_size: int) -> None:
     """Render into their rows the alerts whose stored renderings are missing or stale (after
     an upgrade or a bulk load); ``blockwatch serve`` does this at start."""
@@ -111,7 +111,7 @@ def render_alerts_command(batch_size: int) -> None:
         db.dispose()
 
 
-def _render_stale_alerts(db: Database, batch_size: int = 1000) -> None:
+def _render_stale_alerts(db: Database, batch_size: int = renderings.DEFAULT_BATCH) -> None:
     count = renderings.render_stale(db, batch_size)
     click.echo(f"rendered {count} alerts into their rows", err=True)
 

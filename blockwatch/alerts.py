@@ -43,7 +43,7 @@ from blockwatch.domain import (
     Page,
     ValidationError,
 )
-from blockwatch.models import Account, Group
+from blockwatch.models import ALERT_RENDERING_COLUMNS, Account, Group
 from blockwatch.models import Alert as AlertRow
 from blockwatch.paging import decode_next, encode_next
 from blockwatch.types import UTCDateTime
@@ -159,6 +159,7 @@ def cancel_alert_in(session: Session, actor: Actor, alert_id: str, now: datetime
         raise Forbidden("only the group's coordinators and admins may cancel its alerts")
     if row.status != "cancelled":
         outbox.enqueue_cancel(session, row.id, now)  # delivery rows before the counter
+        remember_author_names(session, [row])  # for its renderings, made under the counter
         row.status = "cancelled"
         row.updated_at = now
         changelog.stamp(session, row)
@@ -179,6 +180,7 @@ def expire_alerts(db: Database, now: datetime | None = None) -> int:
         for row in rows:
             row.status, row.updated_at = "expired", now
         if rows:
+            remember_author_names(session, rows)  # for their renderings, made under the counter
             changelog.stamp(session, *rows)
         return len(rows)
 
@@ -371,6 +373,19 @@ def _rows(session: Session, ids: list[str]) -> list[AlertRow]:
 KNOWN_AUTHORS = "blockwatch.author_names"
 
 
+def remember_author_names(session: Session, rows: Sequence[AlertRow]) -> dict[str, str]:
+    """The display names of the rows' authors, learnt once per transaction (in
+    ``session.info`` under :data:`KNOWN_AUTHORS`): writers call it before they take the change
+    counter, so the renderings made at flush query nothing while every writer waits."""
+    known: dict[str, str] = session.info.setdefault(KNOWN_AUTHORS, {})
+    missing = [row for row in rows if row.author_id is not None and row.author_id not in known]
+    if missing:
+        # Rows about to be flushed must not be flushed by this query first.
+        with session.no_autoflush:
+            known.update(author_names(session, missing))
+    return known
+
+
 def author_names(session: Session, rows: Iterable[AlertRow]) -> dict[str, str]:
     """Display names of the authors of ``rows``, in one query (lists would otherwise ask once
     per alert)."""
@@ -411,7 +426,7 @@ REF_COLUMNS = (
 #: The columns an alert's view is made of: the row without its stored renderings.
 VIEW_COLUMNS = tuple(
     column for column in AlertRow.__table__.columns
-    if column.name not in ("rendering_exact", "rendering_public", "rendered_as")
+    if column.name not in ALERT_RENDERING_COLUMNS
 )
 
 
@@ -450,9 +465,7 @@ def _view(
     elif author_names is not None and row.author_id is not None:
         author_name = author_names.get(row.author_id, "")
     elif row.author_id is not None:
-        author_name = session.scalar(
-            select(Account.display_name).where(Account.id == row.author_id)
-        ) or ""
+        author_name = remember_author_names(session, [row]).get(row.author_id, "")
     return view_of_row(row, actor.belongs_to(row.group_id), author_name,
                        _status(row.status, row.expires_at, now))
 

@@ -2,7 +2,8 @@
 demo data, serve.
 
 Every command works on the database ``BLOCKWATCH_DATABASE_URL`` names (default: the SQLite file
-``blockwatch.db`` in the working directory).
+``blockwatch.db`` in the working directory), set up by the functions in :data:`DATABASE_SETUP`
+(the ``blockwatch`` script, ``api.serving``, installs its alert renderer there).
 """
 
 from __future__ import annotations

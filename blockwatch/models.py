@@ -175,6 +175,10 @@ class Alert(Base):
     author: Mapped[Account | None] = relationship()
 
 
+#: The columns of :class:`Alert` that hold its stored renderings, not the alert itself.
+ALERT_RENDERING_COLUMNS = ("rendering_exact", "rendering_public", "rendered_as")
+
+
 class SafetyTip(Base):
     """Crime-prevention advice in one language; ``key`` ties the translations of one tip."""
 

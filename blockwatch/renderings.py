@@ -29,7 +29,7 @@ from sqlalchemy import String, any_, bindparam, cast, literal, or_, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
-from blockwatch.alerts import KNOWN_AUTHORS, AlertRef, author_names, view_of_row
+from blockwatch.alerts import AlertRef, remember_author_names, view_of_row
 from blockwatch.db import Database
 from blockwatch.domain import Alert
 from blockwatch.models import Alert as AlertRow
@@ -98,7 +98,7 @@ def _render_flushed(db: Database, session: Session) -> None:
 
 def refresh(session: Session, renderer: AlertRenderer, rows: Sequence[AlertRow]) -> None:
     """Render ``rows`` (their stored state: status as stored) in both views, on the rows."""
-    names = _author_names(session, rows)
+    names = remember_author_names(session, rows)
     for row in rows:
         name = names.get(row.author_id, "") if row.author_id is not None else ""
         row.rendering_exact = renderer.render(view_of_row(row, True, name, row.status))
@@ -106,24 +106,16 @@ def refresh(session: Session, renderer: AlertRenderer, rows: Sequence[AlertRow])
         row.rendered_as = renderer.stamp(row.seq)
 
 
-def _author_names(session: Session, rows: Sequence[AlertRow]) -> dict[str, str]:
-    """Display names of the rows' authors, kept for the transaction (names never change): a
-    push of hundreds of alerts by one coordinator flushes once per mutation."""
-    known: dict[str, str] = session.info.setdefault(KNOWN_AUTHORS, {})
-    missing = [row for row in rows if row.author_id is not None and row.author_id not in known]
-    if missing:
-        # The rows being flushed must not be flushed by this query first.
-        with session.no_autoflush:
-            known.update(author_names(session, missing))
-    return known
-
-
 def _stale(renderer: AlertRenderer):
     current = literal(renderer.format + "/") + cast(AlertRow.seq, String)
     return or_(AlertRow.rendered_as.is_(None), AlertRow.rendered_as != current)
 
 
-def render_stale(db: Database, batch_size: int = 1000) -> int:
+#: Alerts rendered per transaction by :func:`render_stale` unless told otherwise.
+DEFAULT_BATCH = 1000
+
+
+def render_stale(db: Database, batch_size: int = DEFAULT_BATCH) -> int:
     """Render every alert whose renderings are missing or stale, in one pass by id,
     ``batch_size`` alerts a transaction; returns how many. Needs a renderer installed; writes
     no change-log entry (an alert's content does not change).

@@ -107,9 +107,10 @@ def push(db: Database, actor: Actor, client_id: str, mutations: list[Mutation],
     now = now or datetime.now(UTC)
     with db.write() as session:
         client = _client(session, db, client_id, actor, now)
-        _lock_targets(session, [mutation for mutation in mutations
-                                if mutation.mutation_id > client.last_mutation_id
-                                and mutation.invalid is None])
+        _lock_targets(session, actor, [
+            mutation for mutation in mutations
+            if mutation.mutation_id > client.last_mutation_id and mutation.invalid is None
+        ])
         results = []
         for mutation in mutations:
             if mutation.mutation_id <= client.last_mutation_id:
@@ -162,9 +163,11 @@ def _client(session: Session, db: Database, client_id: str, actor: Actor, now: d
     return client
 
 
-def _lock_targets(session: Session, mutations: list[Mutation]) -> None:
+def _lock_targets(session: Session, actor: Actor, mutations: list[Mutation]) -> None:
     """Lock the rows the mutations change or depend on, groups then alerts (as deleting a group
-    does), each in id order, before the first mutation takes the change counter.
+    does), each in id order, before the first mutation takes the change counter; each as the
+    mutation itself locks it (a group edited: ``FOR UPDATE``; a group posted in:
+    ``FOR NO KEY UPDATE``), and only where the actor may change it (others are refused).
 
     The counter is the last lock a transaction takes (:mod:`blockwatch.changelog`). A push
     takes it with its first mutation and holds it to the end, so without this its later
@@ -172,17 +175,21 @@ def _lock_targets(session: Session, mutations: list[Mutation]) -> None:
     those groups, running meanwhile holds the row and waits for the counter, and the two
     deadlock.
     """
-    def ids(*ops: str) -> list[str]:
-        return sorted({key for mutation in mutations if mutation.op in ops
-                       for key in [_id_or_none(mutation.target_id)] if key is not None})
+    def ids(*ops: str) -> set[str]:
+        return {key for mutation in mutations if mutation.op in ops
+                for key in [_id_or_none(mutation.target_id)] if key is not None}
 
-    group_ids, alert_ids = ids("alert.create", "group.update"), ids("alert.cancel")
-    if group_ids:
-        session.execute(select(GroupRow.id).where(GroupRow.id.in_(group_ids))
-                        .order_by(GroupRow.id).with_for_update())
-    if alert_ids:
-        session.execute(select(AlertRow.id).where(AlertRow.id.in_(alert_ids))
-                        .order_by(AlertRow.id).with_for_update())
+    edited = ids("group.update")
+    for key in sorted(key for key in edited | ids("alert.create") if actor.coordinates(key)):
+        session.execute(select(GroupRow.id).where(GroupRow.id == key)
+                        .with_for_update(key_share=key not in edited))
+    alert_ids = sorted(ids("alert.cancel"))
+    coordinated = [key for key, role in actor.roles.items() if role == "coordinator"]
+    if alert_ids and (actor.is_admin or coordinated):
+        query = select(AlertRow.id).where(AlertRow.id.in_(alert_ids))
+        if not actor.is_admin:
+            query = query.where(AlertRow.group_id.in_(coordinated))
+        session.execute(query.order_by(AlertRow.id).with_for_update())
 
 
 def _id_or_none(value: str | None) -> str | None:

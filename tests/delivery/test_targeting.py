@@ -161,7 +161,9 @@ def test_deliveries_are_written_in_the_alerts_transaction(place, monkeypatch):
 
 def test_the_fan_out_is_written_before_the_alert_takes_the_change_counter(place):
     """Every writer queues on the change counter's row lock until the holder commits: a post
-    reads its targets and writes its deliveries first, so only its own row waits under it."""
+    reads its targets and writes its deliveries first, so only its own row waits under it.
+    (The deliveries are written through the driver, past statement events: what is checked is
+    the targets' queries, which run right before them.)"""
     db, group, captain = place
     subscribe(db, area=(LON, LAT, 1000))
     seen: list[str] = []
@@ -174,7 +176,6 @@ def test_the_fan_out_is_written_before_the_alert_takes_the_change_counter(place)
         alert = post(db, group, captain, location=(LON, LAT))
     finally:
         event.remove(db.engine, "before_cursor_execute", record)
-    # (The deliveries are written through the driver, past these events: COPY or executemany.)
     counter = next(n for n, text in enumerate(seen) if text.startswith("UPDATE sync_state"))
     assert any("FROM devices" in text for text in seen[:counter])
     under_lock = [text for text in seen[counter + 1:] if "devices" in text]

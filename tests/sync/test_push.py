@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from blockwatch import groups
 from blockwatch.models import Alert, Group, SyncClient, SyncMutation, SyncState
@@ -22,6 +21,7 @@ from blockwatch.sync.client import SyncClient as Client
 from blockwatch.sync.scope import Area, Scope
 from tests.api.helpers import assert_problem, box, make_alert, make_group
 from tests.blockwatch.factories import admin
+from tests.sync.test_concurrent_pull import wait_until_another_writer_waits_for
 
 BLOCK = (-122.33, 47.60, -122.32, 47.61)
 SPOT = {"lat": 47.6051, "lon": -122.3249}
@@ -511,10 +511,12 @@ def test_a_push_racing_a_cancel_of_an_alert_it_cancels_does_not_deadlock(
     target = make_alert(db, captain, group.id, location=(SPOT["lon"], SPOT["lat"]))
     holding, release = threading.Event(), threading.Event()
     original = outbox.enqueue_cancel
+    held: dict[str, object] = {}
 
     def held_in_the_canceller(session, alert_id, now):
         # Called with the alert locked and the counter not yet taken.
         if threading.current_thread().name == "canceller":
+            held["session"] = session
             holding.set()
             release.wait(10)
         return original(session, alert_id, now)
@@ -536,28 +538,19 @@ def test_a_push_racing_a_cancel_of_an_alert_it_cancels_does_not_deadlock(
             outcome["push"] = error
 
     canceller = threading.Thread(target=cancel_elsewhere, name="canceller")
-    canceller.start()
-    assert holding.wait(10)
     pusher = threading.Thread(target=push_both, name="pusher")
-    pusher.start()
-    _wait_for_a_lock_wait(db)  # the push waits on a row the canceller holds
-    release.set()
-    canceller.join(30)
-    pusher.join(30)
+    canceller.start()
+    try:
+        assert holding.wait(10)
+        pusher.start()
+        # The push waits on the alert the canceller holds (this backend's lock, not any).
+        wait_until_another_writer_waits_for(db, held["session"])
+    finally:
+        release.set()
+        canceller.join(30)
+        if pusher.ident is not None:  # started
+            pusher.join(30)
     assert outcome["cancel"] == "cancelled", outcome
     push_result = outcome["push"]
     assert not isinstance(push_result, Exception), push_result
     assert [r["status"] for r in push_result["results"]] == ["applied", "applied"]
-
-
-def _wait_for_a_lock_wait(db, timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    with db.engine.connect() as connection:
-        while time.monotonic() < deadline:
-            waiting = connection.execute(text(
-                "SELECT count(*) FROM pg_locks WHERE NOT granted")).scalar_one()
-            connection.rollback()
-            if waiting:
-                return
-            time.sleep(0.02)
-    raise AssertionError("the push never waited for the canceller's lock")

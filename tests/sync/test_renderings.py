@@ -215,3 +215,21 @@ def test_posting_renders_without_a_query_under_the_change_counters_lock(db, plac
     with db.read() as session:
         [public] = session.scalars(select(Alert.rendering_public)).all()
     assert json.loads(public)["author"]["display_name"] == "Coordinator Two"
+
+
+def test_cancelling_and_the_sweep_render_without_a_query_under_the_counters_lock(db, place):
+    """The cancel is by someone other than the author, and the sweep meets alerts of authors
+    it has not seen: their names are read before the counter is taken."""
+    posted = make_alert(db, place["author"], place["group"].id, location=SPOT)
+    someone_else = actor(db, "Admin Two", "admin")
+    other = make_alert(db, place["author"], place["group"].id, location=SPOT, title="Other")
+    with db.write() as session:
+        session.execute(update(Alert).where(Alert.id == other.id).values(
+            expires_at=datetime.now(UTC) - timedelta(minutes=1)))
+    for write in (lambda: alerts.cancel_alert(db, someone_else, posted.id),
+                  lambda: alerts.expire_alerts(db)):
+        seen = statements_of(db, write)
+        counter = next(n for n, text in enumerate(seen) if "UPDATE sync_state" in text)
+        assert [text for text in seen[counter + 1:] if "accounts" in text] == []
+    assert stored(db, posted.id)["public"]["author"]["display_name"] == "Coordinator Two"
+    assert stored(db, other.id)["public"]["status"] == "expired"
