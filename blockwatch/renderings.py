@@ -56,23 +56,22 @@ def renderer_of(render: Callable[[Alert], str], name: str) -> AlertRenderer:
     of a fixed sample alert, in both views, with and without a point: a change in how views are
     built (the public grid, say) or written makes stored renderings stale without anyone having
     to rename anything."""
-    sample = AlertRow(
-        id="00000000-0000-4000-8000-000000000001", group_id="00000000-0000-4000-8000-000000000002",
-        category="burglary", severity="moderate", urgency="expected", certainty="likely",
-        title='Sample "alert" é', body="Line one\nline two", lon=-122.33127, lat=47.60621,
-        sent_at=datetime(2026, 1, 1, 12, tzinfo=UTC), expires_at=datetime(2026, 1, 2, tzinfo=UTC),
-        status="active", author_id="00000000-0000-4000-8000-000000000003", seq=1,
-    )
-    unlocated = AlertRow(**{**{key: getattr(sample, key) for key in _SAMPLE_FIELDS},
-                            "lon": None, "lat": None})
-    texts = [render(view_of_row(row, exact, "Sample Author", "active"))
-             for row in (sample, unlocated) for exact in (True, False)]
+    texts = [render(view_of_row(_sample(point), exact, "Sample Author", "active"))
+             for point in ((-122.33127, 47.60621), None) for exact in (True, False)]
     digest = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:12]
     return AlertRenderer(render=render, format=f"{name}+{digest}")
 
 
-_SAMPLE_FIELDS = ("id", "group_id", "category", "severity", "urgency", "certainty", "title",
-                  "body", "sent_at", "expires_at", "status", "author_id", "seq")
+def _sample(point: tuple[float, float] | None) -> AlertRow:
+    """The alert :func:`renderer_of` renders (never stored), with ``point`` or without one."""
+    lon, lat = point if point is not None else (None, None)
+    return AlertRow(
+        id="00000000-0000-4000-8000-000000000001", group_id="00000000-0000-4000-8000-000000000002",
+        category="burglary", severity="moderate", urgency="expected", certainty="likely",
+        title='Sample "alert" é', body="Line one\nline two", lon=lon, lat=lat,
+        sent_at=datetime(2026, 1, 1, 12, tzinfo=UTC), expires_at=datetime(2026, 1, 2, tzinfo=UTC),
+        status="active", author_id="00000000-0000-4000-8000-000000000003", seq=1,
+    )
 
 
 def install(db: Database, renderer: AlertRenderer) -> None:
