@@ -130,7 +130,7 @@ def _render(page: sync_pull.PullPage) -> Response:
 
 def _alert_texts(rendered: http.RenderedCache, page: sync_pull.PullPage) -> str:
     """Alerts by ref: renderings kept from earlier pages where there are any, then those
-    stored with the rows (one query), the rest loaded (one query) and rendered now."""
+    stored with the rows (one query per view), the rest loaded (one query) and rendered now."""
     alert = schemas.Alert
     found = rendered.get_many([(alert, ref) for ref in page.alerts])
     missing = [ref for ref, text in zip(page.alerts, found, strict=True) if text is None]
